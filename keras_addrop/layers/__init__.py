@@ -1,0 +1,2 @@
+from keras_addrop.layers.addrop_attention import ADDropAttention
+from keras_addrop.layers.addrop_attention import addrop_scope

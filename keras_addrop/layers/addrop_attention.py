@@ -1,0 +1,179 @@
+import contextlib
+import threading
+
+import keras
+from keras import ops
+
+from keras_addrop.api_export import keras_addrop_export
+
+# MirroredStrategy runs each replica's step in its own thread, so a
+# thread-local scope gives every replica its own masks and captures.
+_local = threading.local()
+
+
+class _ADDropScope:
+    def __init__(self, keep_masks, capture):
+        self.keep_masks = {id(k): v for k, v in (keep_masks or {}).items()}
+        self.capture = {id(k): v for k, v in (capture or {}).items()}
+
+
+@contextlib.contextmanager
+def addrop_scope(keep_masks=None, capture=None):
+    """Hands keep masks and capture functions to `ADDropAttention` layers.
+
+    Inside the scope, every `keras_addrop.layers.ADDropAttention` layer named
+    in `keep_masks` or `capture` computes attention explicitly instead of
+    taking the stock (possibly fused) path. The functional graph, presets and
+    preprocessors stay untouched: layers read the scope when they are called.
+    Scopes do not nest; an inner scope replaces the outer one until it exits.
+
+    Args:
+        keep_masks: dict mapping an `ADDropAttention` layer to a boolean keep
+            mask of shape `(batch, num_heads, query, key)`; `False` positions
+            are dropped before the softmax, exactly like padding.
+        capture: dict mapping an `ADDropAttention` layer to a function that
+            receives the attention weights that multiply the values (after
+            softmax and attention dropout, shape
+            `(batch, num_heads, query, key)`) and returns the tensor to use in
+            their place. The train step uses it to put those weights on a
+            gradient tape.
+
+    Example:
+
+    ```python
+    layer = keras_addrop.layers.ADDropAttention(num_heads=2, key_dim=4)
+    x = keras.random.normal((1, 3, 8))
+    keep = keras.ops.ones((1, 2, 3, 3), dtype="bool")
+    with keras_addrop.layers.addrop_scope(keep_masks={layer: keep}):
+        y = layer(x, x)
+    ```
+    """
+    previous = getattr(_local, "scope", None)
+    _local.scope = _ADDropScope(keep_masks, capture)
+    try:
+        yield _local.scope
+    finally:
+        _local.scope = previous
+
+
+@keras_addrop_export("keras_addrop.layers.ADDropAttention")
+class ADDropAttention(keras.layers.MultiHeadAttention):
+    """Multi-head attention that AD-DROP can mask and attribute.
+
+    A drop-in `keras.layers.MultiHeadAttention`: it takes the same arguments,
+    has the same weights (names, shapes, order) and, outside an AD-DROP
+    training step, runs exactly the stock computation, fused attention
+    included. Inside `keras_addrop.layers.addrop_scope` it:
+
+    1. adds a per-head drop mask before the softmax (Eq. 1 of the paper,
+       `softmax(Q K^T / sqrt(d) + M_h) V`). A dropped position is treated
+       like padding: its logit is replaced with the softmax's dtype-aware
+       large negative value (finite in float16) and its weight set to 0;
+    2. exposes the attention weights that multiply `V` (after the softmax
+       and the attention dropout) to a gradient tape, so that the gradient of
+       a prediction with respect to them, the AD-DROP attribution, can be
+       taken for every selected layer in a single gradient call.
+
+    The layer adds no state to `MultiHeadAttention`, which is why
+    `keras_addrop.swap_attention` can turn the attention layers of a built
+    keras-hub backbone into this class in place, keeping their variables.
+
+    Masking: padding and attention masks work as in `MultiHeadAttention`.
+    The AD-DROP keep mask is combined with them by a logical AND.
+
+    Args:
+        num_heads: int. Number of attention heads.
+        key_dim: int. Size of each attention head for query and key.
+        **kwargs: Any other `keras.layers.MultiHeadAttention` argument
+            (`value_dim`, `dropout`, `use_bias`, initializers, `name`,
+            `dtype`, ...).
+
+    Call arguments:
+        The same as `keras.layers.MultiHeadAttention`: `query`, `value`,
+        `key`, `query_mask`, `value_mask`, `key_mask`, `attention_mask`,
+        `return_attention_scores`, `training`, `use_causal_mask`.
+
+    Returns:
+        The same as `keras.layers.MultiHeadAttention`: the attention output
+        of shape `(batch, query, output_dim)`, and with
+        `return_attention_scores=True` also the attention probabilities of
+        shape `(batch, num_heads, query, key)` (before attention dropout, as
+        in the stock layer).
+
+    Raises:
+        ValueError: inside an AD-DROP scope, if the layer uses custom
+            `attention_axes` (AD-DROP masks are defined per head over one key
+            axis).
+
+    Example:
+
+    ```python
+    layer = keras_addrop.layers.ADDropAttention(num_heads=2, key_dim=4)
+    query = keras.random.normal((2, 5, 8))
+    output = layer(query, query)  # Exactly MultiHeadAttention.
+    ```
+
+    References:
+        - [Yang et al., 2022](https://arxiv.org/abs/2210.05883)
+    """
+
+    def _compute_attention(
+        self,
+        query,
+        key,
+        value,
+        attention_mask=None,
+        training=None,
+        return_attention_scores=False,
+        **kwargs,
+    ):
+        scope = getattr(_local, "scope", None)
+        keep_mask = capture = None
+        if scope is not None:
+            keep_mask = scope.keep_masks.get(id(self))
+            capture = scope.capture.get(id(self))
+        if keep_mask is None and capture is None:
+            return super()._compute_attention(
+                query,
+                key,
+                value,
+                attention_mask,
+                training,
+                return_attention_scores,
+                **kwargs,
+            )
+        if len(query.shape) != 4:
+            raise ValueError(
+                "AD-DROP masks one key axis per head, so `ADDropAttention` "
+                "needs the default `attention_axes`. Received: "
+                f"attention_axes={self._attention_axes}"
+            )
+
+        # The explicit path of MultiHeadAttention, with the keep mask merged
+        # into the boolean mask so that dropped positions get exactly the
+        # padding treatment of `keras.layers.Softmax`.
+        if keep_mask is not None:
+            keep_mask = ops.cast(keep_mask, "bool")
+            if attention_mask is None:
+                attention_mask = keep_mask
+            else:
+                # [B, T, S] -> [B, 1, T, S], one mask for every head.
+                attention_mask = ops.logical_and(
+                    ops.expand_dims(ops.cast(attention_mask, "bool"), -3),
+                    keep_mask,
+                )
+        query = ops.multiply(
+            query, ops.cast(self._inverse_sqrt_key_dim, query.dtype)
+        )
+        # `scores` = [B, N, T, S]
+        scores = ops.einsum(self._dot_product_equation, key, query)
+        probabilities = self._masked_softmax(scores, attention_mask)
+        if self._dropout > 0.0:
+            weights = self._dropout_layer(probabilities, training=training)
+        else:
+            weights = probabilities
+        if capture is not None:
+            weights = capture(weights)
+        # `attention_output` = [B, T, N, H]
+        attention_output = ops.einsum(self._combine_equation, weights, value)
+        return attention_output, probabilities

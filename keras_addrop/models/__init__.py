@@ -1,0 +1,4 @@
+from keras_addrop.models.addrop_bert_text_classifier import (
+    ADDropBertTextClassifier,
+)
+from keras_addrop.models.swap_attention import swap_attention

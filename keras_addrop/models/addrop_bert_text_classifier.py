@@ -1,0 +1,128 @@
+import keras_hub
+
+from keras_addrop.api_export import keras_addrop_export
+from keras_addrop.models.swap_attention import swap_attention
+from keras_addrop.train_step import ADDropTrainStep
+
+
+@keras_addrop_export("keras_addrop.models.ADDropBertTextClassifier")
+class ADDropBertTextClassifier(
+    ADDropTrainStep, keras_hub.models.BertTextClassifier
+):
+    """A keras-hub BERT classifier fine-tuned with AD-DROP.
+
+    `keras_hub.models.BertTextClassifier` with the self-attention of every
+    encoder layer swapped for `keras_addrop.layers.ADDropAttention` (same
+    weights) and AD-DROP's two-pass `train_step`: each step first attributes
+    the prediction (the pseudo label's logit) to the attention weights of
+    the selected layers, then trains on the batch with a share of the
+    highest-attribution positions dropped from each attention row.
+    Evaluation and prediction never apply AD-DROP, so `predict` and
+    `evaluate` match the stock classifier with the same weights, and
+    `.weights.h5` files load both ways between the two.
+
+    Without a callback, AD-DROP runs on every epoch (the paper's "w/o
+    cross-tuning"). Pass `keras_addrop.callbacks.CrossTuning()` to `fit` for
+    the paper's schedule: plain fine-tuning on odd epochs (1, 3, ...), AD-DROP
+    on even ones. Training logs carry `addrop_drop_fraction`, the share of
+    real attention positions (real query x real key, selected layers, all
+    heads) dropped, averaged over the epoch.
+
+    `backbone_cls` stays `keras_hub.models.BertBackbone`, so `from_preset`
+    takes what `BertTextClassifier.from_preset` takes: a preset name, a local
+    keras-hub preset folder or a local Hugging Face folder (pass
+    `num_classes`).
+
+    Args:
+        backbone: a `keras_hub.models.BertBackbone`. Its attention layers are
+            converted in place (see `keras_addrop.swap_attention`).
+        num_classes: int. Number of classes; 1 for regression (STS-B).
+        preprocessor: `None` or a
+            `keras_hub.models.BertTextClassifierPreprocessor`.
+        activation: as in `keras_hub.models.BertTextClassifier`.
+        dropout: float. Dropout before the classification head.
+        candidate_ratio: float in [0, 1], `p` in the paper: the share of each
+            attention row's real keys, highest attribution first, that are
+            candidates for dropping. Defaults to `0.3`.
+        drop_rate: float in [0, 1], `q` in the paper: the probability of
+            dropping each candidate. Defaults to `0.3`.
+        addrop_layers: `"all"` or a sequence of encoder layer indices (0 is
+            the first layer) whose attention AD-DROP masks. Defaults to
+            `(0,)`, the reference code's default.
+        attribution_labels: `"pseudo"` (the paper's choice: the argmax of
+            the attribution pass) or `"gold"` (the true label's logit).
+            Defaults to `"pseudo"`.
+        seed: int or `None`. Seed of the random drops.
+        **kwargs: passed to `keras_hub.models.BertTextClassifier`.
+
+    Raises:
+        ValueError: for `candidate_ratio` or `drop_rate` outside [0, 1], a
+            layer index out of range or an unknown string.
+
+    Example:
+
+    ```python
+    # A local Hugging Face folder, e.g. the MiniLM-L6 package's.
+    classifier = keras_addrop.models.ADDropBertTextClassifier.from_preset(
+        "path/to/model", num_classes=2, candidate_ratio=0.3, drop_rate=0.3,
+        addrop_layers="all",
+    )
+    classifier.fit(
+        x=(["The cat sat."], ["A cat was sitting."]), y=[1], epochs=4,
+        callbacks=[keras_addrop.callbacks.CrossTuning()],
+    )
+
+    # A randomly initialised tiny model, no preprocessing.
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=8,
+        intermediate_dim=16, max_sequence_length=16,
+    )
+    classifier = keras_addrop.models.ADDropBertTextClassifier(
+        backbone, num_classes=2, addrop_layers="all"
+    )
+    ```
+
+    References:
+        - [Yang et al., 2022](https://arxiv.org/abs/2210.05883)
+    """
+
+    def __init__(
+        self,
+        backbone,
+        num_classes,
+        preprocessor=None,
+        activation=None,
+        dropout=0.1,
+        candidate_ratio=0.3,
+        drop_rate=0.3,
+        addrop_layers=(0,),
+        attribution_labels="pseudo",
+        seed=None,
+        **kwargs,
+    ):
+        swap_attention(backbone)
+        super().__init__(
+            backbone=backbone,
+            num_classes=num_classes,
+            preprocessor=preprocessor,
+            activation=activation,
+            dropout=dropout,
+            **kwargs,
+        )
+        self._init_addrop(
+            candidate_ratio=candidate_ratio,
+            drop_rate=drop_rate,
+            addrop_layers=addrop_layers,
+            attribution_labels=attribution_labels,
+            seed=seed,
+        )
+
+    def _addrop_all_attention_layers(self):
+        # Computed on demand: a list of sub-layers stored on the model would
+        # be tracked and reorder `model.weights`.
+        return swap_attention(self.backbone)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(self._addrop_config())
+        return config

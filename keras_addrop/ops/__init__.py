@@ -1,0 +1,1 @@
+from keras_addrop.ops.addrop_mask import addrop_mask

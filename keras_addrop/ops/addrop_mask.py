@@ -1,0 +1,163 @@
+import math
+import numbers
+
+import keras
+from keras import ops
+
+
+def validate_ratio(name, value):
+    """Returns `value` as a float, or raises if it is not in [0, 1]."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or not 0.0 <= value <= 1.0
+    ):
+        raise ValueError(
+            f"Invalid value for argument `{name}`: expected a float between "
+            f"0 and 1. Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def candidate_count(num_real, candidate_ratio):
+    """`ceil(candidate_ratio * num_real)` as int32, robust to rounding.
+
+    Computed in float64 with a tolerance far below any meaningful ratio, so
+    that products that are whole numbers in exact arithmetic (0.7 * 10) are
+    not rounded up by binary floating point.
+    """
+    product = ops.multiply(ops.cast(num_real, "float64"), candidate_ratio)
+    return ops.cast(ops.ceil(ops.subtract(product, 1e-9)), "int32")
+
+
+def _key_and_query_masks(padding_mask):
+    real = ops.cast(padding_mask, "bool")
+    # [B, 1, 1, S] for keys and [B, 1, T, 1] for queries (self-attention).
+    return real[:, None, None, :], real[:, None, :, None]
+
+
+def top_candidates(attribution, padding_mask, candidate_ratio):
+    """The candidate discard region of AD-DROP.
+
+    For every query row, the `ceil(candidate_ratio * n)` real keys with the
+    highest attribution, `n` being the number of real keys of the example.
+    Ties are broken by position (the earlier key wins), so the selection is
+    deterministic and holds exactly that many keys.
+
+    Args:
+        attribution: float tensor `(batch, heads, query, key)`.
+        padding_mask: tensor `(batch, key)`, true (or 1) for real tokens.
+        candidate_ratio: float in [0, 1], `p` in the paper.
+
+    Returns:
+        A tuple `(candidates, last_candidate)` of boolean tensors shaped like
+        `attribution`: the region, and the lowest-ranked key in it (the one
+        kept when a row would otherwise lose every real key).
+    """
+    real_key, _ = _key_and_query_masks(padding_mask)
+    num_real = ops.sum(ops.cast(real_key, "int32"), axis=-1, keepdims=True)
+    k = candidate_count(num_real, candidate_ratio)  # [B, 1, 1, 1]
+
+    # Non-finite attributions (an overflowed float16 gradient) are clipped
+    # to the finite range, and padding ranks below every real key.
+    scores = ops.nan_to_num(ops.cast(attribution, "float32"))
+    scores = ops.where(real_key, scores, float("-inf"))
+
+    # A single sort gives the k-th largest value of each row. Keys above it
+    # are candidates; among the keys equal to it, the first (k - n_above)
+    # by position are. This is rank-based top-k without a second argsort.
+    descending = ops.flip(ops.sort(scores, axis=-1), axis=-1)
+    kth_index = ops.broadcast_to(
+        ops.maximum(k - 1, 0), ops.shape(scores)[:-1] + (1,)
+    )
+    kth = ops.take_along_axis(descending, kth_index, axis=-1)
+    above = ops.greater(scores, kth)
+    num_above = ops.sum(ops.cast(above, "int32"), axis=-1, keepdims=True)
+    tied = ops.equal(scores, kth)
+    tie_rank = ops.cumsum(ops.cast(tied, "int32"), axis=-1)
+    quota = k - num_above
+    candidates = ops.logical_or(
+        above, ops.logical_and(tied, ops.less_equal(tie_rank, quota))
+    )
+    candidates = ops.logical_and(candidates, real_key)
+    last_candidate = ops.logical_and(
+        ops.logical_and(tied, ops.equal(tie_rank, quota)),
+        ops.logical_and(real_key, k > 0),
+    )
+    return candidates, last_candidate
+
+
+def keep_mask_from_candidates(
+    candidates, last_candidate, padding_mask, drop_rate, seed=None
+):
+    """Drops each candidate with probability `drop_rate` (`q`).
+
+    Padding keys are never kept, query rows that are padding lose nothing,
+    and a row whose real keys would all be dropped keeps `last_candidate`.
+    """
+    real_key, real_query = _key_and_query_masks(padding_mask)
+    uniform = keras.random.uniform(ops.shape(candidates), seed=seed)
+    drop = ops.logical_and(candidates, ops.less(uniform, drop_rate))
+    drop = ops.logical_and(drop, real_query)
+    keep = ops.logical_and(real_key, ops.logical_not(drop))
+    emptied = ops.logical_not(ops.any(keep, axis=-1, keepdims=True))
+    return ops.logical_or(keep, ops.logical_and(emptied, last_candidate))
+
+
+def addrop_mask(
+    attribution, padding_mask, candidate_ratio, drop_rate, seed=None
+):
+    """The AD-DROP keep mask of one layer, from its attribution.
+
+    For every real query row `(b, h, t)` of `attribution`, the top
+    `ceil(p * n)` of the `n` real keys of example `b` by attribution form the
+    candidate discard region (rank-based; ties go to the earlier key). Each
+    candidate is dropped independently with probability `q`, so a row loses
+    about `p * q` of its keys. Padding keys are never kept, padding query
+    rows lose nothing, and a row never loses all of its real keys: if every
+    real key was dropped (possible only when all are candidates), the
+    lowest-ranked candidate is kept.
+
+    Pure `keras.ops`, static shapes: it runs eagerly, in `tf.function` and
+    under XLA.
+
+    Args:
+        attribution: float tensor of shape `(batch, heads, query, key)`.
+            Larger means more important: those keys are dropped first.
+        padding_mask: tensor of shape `(batch, key)`, true (or 1) for real
+            tokens. The query axis uses the same mask (self-attention).
+        candidate_ratio: float in [0, 1]. `p` in the paper: the share of each
+            row's real keys that are candidates for dropping.
+        drop_rate: float in [0, 1]. `q` in the paper: the probability of
+            dropping each candidate.
+        seed: `None`, an int or a `keras.random.SeedGenerator`. Pass a
+            `SeedGenerator` inside a compiled training step so that every step
+            draws fresh randomness.
+
+    Returns:
+        A boolean tensor of shape `(batch, heads, query, key)`: `True` where
+        the query may attend to the key.
+
+    Raises:
+        ValueError: if `candidate_ratio` or `drop_rate` is not a float in
+            [0, 1].
+
+    Example:
+
+    ```python
+    attribution = keras.random.normal((2, 4, 6, 6))
+    padding_mask = keras.ops.array([[1, 1, 1, 1, 0, 0], [1] * 6], "bool")
+    keep = keras_addrop.ops.addrop_mask(
+        attribution, padding_mask, candidate_ratio=0.3, drop_rate=0.3, seed=1
+    )
+    ```
+    """
+    candidate_ratio = validate_ratio("candidate_ratio", candidate_ratio)
+    drop_rate = validate_ratio("drop_rate", drop_rate)
+    candidates, last_candidate = top_candidates(
+        attribution, padding_mask, candidate_ratio
+    )
+    return keep_mask_from_candidates(
+        candidates, last_candidate, padding_mask, drop_rate, seed=seed
+    )

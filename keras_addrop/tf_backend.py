@@ -1,0 +1,83 @@
+"""Every TensorFlow-only piece of keras_addrop: tapes, `tf.cond`, variables.
+
+The rest of the package is `keras.ops`; a port to another backend replaces
+this module (and the train step that calls it).
+"""
+
+import tensorflow as tf
+
+
+def make_switch(value):
+    """A boolean variable that graphs read at run time.
+
+    A raw `tf.Variable`, not a `keras.Variable`: Keras does not count it as a
+    model weight, so `.weights.h5` files stay interchangeable with the stock
+    keras-hub models, and flipping it needs no retrace.
+    """
+    return tf.Variable(
+        bool(value),
+        trainable=False,
+        dtype=tf.bool,
+        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+        name="addrop_switch",
+    )
+
+
+def cond(pred, true_fn, false_fn):
+    return tf.cond(pred, true_fn, false_fn)
+
+
+def num_replicas_in_sync():
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def gradients_of_captured(forward, layers):
+    """Gradients of a scalar w.r.t. tensors captured inside `layers`.
+
+    `forward(capture)` runs the model with `capture`, a dict mapping each
+    layer to a function that watches the tensor it is given, and returns
+    `(target, aux)`. The tape records only what depends on the captured
+    tensors (no weight gradients), and a single `tape.gradient` call returns
+    one gradient per layer.
+
+    Returns:
+        `(gradients, aux)`, `gradients` in the order of `layers`.
+
+    Raises:
+        ValueError: if a layer was not called by `forward`.
+    """
+    captured = {}
+
+    def watcher(layer):
+        def watch(tensor):
+            tape.watch(tensor)
+            captured[id(layer)] = tensor
+            return tensor
+
+        return watch
+
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        target, aux = forward({layer: watcher(layer) for layer in layers})
+    missing = [layer.name for layer in layers if id(layer) not in captured]
+    if missing:
+        raise ValueError(
+            "These attention layers were not called by the model's forward "
+            f"pass, so they have no attribution. Received: layers={missing}"
+        )
+    gradients = tape.gradient(
+        target,
+        [captured[id(layer)] for layer in layers],
+        unconnected_gradients=tf.UnconnectedGradients.ZERO,
+    )
+    return gradients, aux
+
+
+def loss_and_gradients(loss_fn, variables):
+    """Runs `loss_fn() -> (scaled_loss, aux)` on a tape over `variables`.
+
+    Returns `(aux, gradients)`; a gradient is `None` for a variable the loss
+    does not depend on, as with the stock `train_step`.
+    """
+    with tf.GradientTape() as tape:
+        scaled_loss, aux = loss_fn()
+    return aux, tape.gradient(scaled_loss, variables)

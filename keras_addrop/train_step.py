@@ -1,0 +1,267 @@
+"""The two-pass AD-DROP training step, shared by every AD-DROP model."""
+
+import numbers
+
+import keras
+from keras import ops
+
+from keras_addrop import tf_backend
+from keras_addrop.attribution import LABELS
+from keras_addrop.attribution import compute_attribution
+from keras_addrop.attribution import validate_choice
+from keras_addrop.layers.addrop_attention import addrop_scope
+from keras_addrop.ops.addrop_mask import addrop_mask
+from keras_addrop.ops.addrop_mask import validate_ratio
+
+DROP_FRACTION = "addrop_drop_fraction"
+
+
+def resolve_layer_indices(addrop_layers, num_layers):
+    """Validates `addrop_layers` and returns it as a sorted tuple of ints."""
+    if isinstance(addrop_layers, str):
+        if addrop_layers != "all":
+            raise ValueError(
+                "Invalid value for argument `addrop_layers`: expected 'all' "
+                "or a sequence of layer indices (0 is the first layer). "
+                f"Received: addrop_layers={addrop_layers!r}"
+            )
+        return tuple(range(num_layers))
+    if isinstance(addrop_layers, numbers.Integral):
+        addrop_layers = (addrop_layers,)
+    try:
+        indices = tuple(addrop_layers)
+    except TypeError:
+        indices = None
+    if (
+        not indices
+        or any(
+            isinstance(i, bool) or not isinstance(i, numbers.Integral)
+            for i in indices
+        )
+        or len(set(indices)) != len(indices)
+        or any(not 0 <= i < num_layers for i in indices)
+    ):
+        raise ValueError(
+            "Invalid value for argument `addrop_layers`: expected 'all' or "
+            f"distinct layer indices in [0, {num_layers}). Received: "
+            f"addrop_layers={addrop_layers!r}"
+        )
+    return tuple(sorted(int(i) for i in indices))
+
+
+class ADDropTrainStep:
+    """Mixin adding AD-DROP's two-pass `train_step` to a Keras model.
+
+    A model class lists it before its Keras base class, calls
+    `_init_addrop(...)` at the end of `__init__` and implements
+    `_addrop_all_attention_layers()` (every `ADDropAttention` layer, in
+    layer order) and, if its inputs are not keras-hub's preprocessed dicts,
+    `_addrop_padding_mask(x)`.
+
+    One step, when AD-DROP is on:
+    1. pass 1 (attribution): forward in training mode and one gradient call
+       for the attribution of every selected layer
+       (`keras_addrop.attribution.compute_attribution`); no weight gradient,
+       no metric or loss-tracker update;
+    2. masks: `keras_addrop.ops.addrop_mask` per layer;
+    3. pass 2 (training): forward in training mode with the masks, then
+       Keras' own checklist: loss with `sample_weight` and regularisation
+       losses, loss tracker, loss scaling, gradients, `optimizer.apply`,
+       compiled metrics.
+    When AD-DROP is off (a plain cross-tuning epoch) the step is exactly
+    Keras' stock `train_step`. The switch is a variable read by the traced
+    graph, so flipping it never retraces.
+    """
+
+    def _init_addrop(
+        self,
+        candidate_ratio,
+        drop_rate,
+        addrop_layers,
+        attribution_labels,
+        seed,
+    ):
+        self.candidate_ratio = validate_ratio(
+            "candidate_ratio", candidate_ratio
+        )
+        self.drop_rate = validate_ratio("drop_rate", drop_rate)
+        self.attribution_labels = validate_choice(
+            "attribution_labels", attribution_labels, LABELS
+        )
+        num_layers = len(self._addrop_all_attention_layers())
+        self._addrop_layer_indices = resolve_layer_indices(
+            addrop_layers, num_layers
+        )
+        self.addrop_layers = (
+            "all" if addrop_layers == "all" else self._addrop_layer_indices
+        )
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
+        ):
+            raise ValueError(
+                "Invalid value for argument `seed`: expected an int or None. "
+                f"Received: seed={seed!r}"
+            )
+        self.seed = seed
+        self._addrop_seed_generator = keras.random.SeedGenerator(seed)
+        self._addrop_switch = tf_backend.make_switch(True)
+        self._addrop_drop_fraction = keras.metrics.Mean(name=DROP_FRACTION)
+
+    def _addrop_config(self):
+        return {
+            "candidate_ratio": self.candidate_ratio,
+            "drop_rate": self.drop_rate,
+            "addrop_layers": (
+                "all"
+                if self.addrop_layers == "all"
+                else list(self.addrop_layers)
+            ),
+            "attribution_labels": self.attribution_labels,
+            "seed": self.seed,
+        }
+
+    @property
+    def addrop_attention_layers(self):
+        """The selected `ADDropAttention` layers, in layer order."""
+        layers = self._addrop_all_attention_layers()
+        return [layers[i] for i in self._addrop_layer_indices]
+
+    @property
+    def addrop_enabled(self):
+        """Whether `fit` applies AD-DROP (a variable: no retrace to flip).
+
+        `True` by default: AD-DROP on every epoch, the paper's "w/o
+        cross-tuning". `keras_addrop.callbacks.CrossTuning` flips it per
+        epoch. Evaluation and prediction never apply AD-DROP.
+        """
+        return bool(self._addrop_switch.numpy())
+
+    @addrop_enabled.setter
+    def addrop_enabled(self, value):
+        self._addrop_switch.assign(bool(value))
+
+    def _addrop_padding_mask(self, x):
+        return x["padding_mask"]
+
+    def _addrop_keep_masks(self, x, y, layers, padding_mask):
+        attributions = compute_attribution(
+            self,
+            x,
+            y,
+            layers=layers,
+            labels=self.attribution_labels,
+            training=True,
+        )
+        return [
+            addrop_mask(
+                attribution,
+                padding_mask,
+                self.candidate_ratio,
+                self.drop_rate,
+                seed=self._addrop_seed_generator,
+            )
+            for attribution in attributions
+        ]
+
+    def _addrop_loss_and_gradients(self, x, y, sample_weight):
+        def loss_fn():
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(
+                x=x,
+                y=y,
+                y_pred=y_pred,
+                sample_weight=sample_weight,
+                training=True,
+            )
+            scaled = loss
+            if self.optimizer is not None:
+                scaled = self.optimizer.scale_loss(loss)
+            return scaled, (loss, y_pred)
+
+        (loss, y_pred), gradients = tf_backend.loss_and_gradients(
+            loss_fn, self.trainable_weights
+        )
+        return loss, y_pred, gradients
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        layers = self.addrop_attention_layers
+        padding_mask = ops.cast(self._addrop_padding_mask(x), "bool")
+        real = ops.cast(padding_mask, "float32")
+        # Real (query, key) pairs of the selected layers, over all heads.
+        real_pairs = ops.sum(ops.square(ops.sum(real, axis=-1))) * sum(
+            layer.num_heads for layer in layers
+        )
+        # tf.cond branches cannot return None, yet the stock step passes
+        # None gradients (unused weights) on to the optimizer, which skips
+        # them. Both branches run the same model, so they share the set of
+        # connected weights; it is recorded while tracing.
+        connected = []
+
+        def pack(loss, y_pred, gradients, dropped):
+            indices = [i for i, g in enumerate(gradients) if g is not None]
+            if connected and connected[0] != indices:
+                raise RuntimeError(
+                    "The AD-DROP and plain passes reached different weights."
+                )
+            connected[:] = [indices]
+            return loss, y_pred, [gradients[i] for i in indices], dropped
+
+        def plain_step():
+            loss, y_pred, gradients = self._addrop_loss_and_gradients(
+                x, y, sample_weight
+            )
+            return pack(loss, y_pred, gradients, ops.zeros((), "float32"))
+
+        def addrop_step():
+            keep_masks = self._addrop_keep_masks(x, y, layers, padding_mask)
+            with addrop_scope(keep_masks=dict(zip(layers, keep_masks))):
+                loss, y_pred, gradients = self._addrop_loss_and_gradients(
+                    x, y, sample_weight
+                )
+            real_query = padding_mask[:, None, :, None]
+            dropped = sum(
+                ops.sum(
+                    ops.cast(
+                        ops.logical_and(
+                            ops.logical_and(
+                                real_query, padding_mask[:, None, None, :]
+                            ),
+                            ops.logical_not(keep),
+                        ),
+                        "float32",
+                    )
+                )
+                for keep in keep_masks
+            )
+            return pack(loss, y_pred, gradients, dropped)
+
+        loss, y_pred, gradients, dropped = tf_backend.cond(
+            self._addrop_switch, addrop_step, plain_step
+        )
+        all_gradients = [None] * len(self.trainable_weights)
+        for i, gradient in zip(connected[0], gradients):
+            all_gradients[i] = gradient
+
+        batch_size = ops.shape(keras.tree.flatten(x)[0])[0]
+        # Keras divides the loss by the number of replicas for the gradient
+        # all-reduce; the tracker shows the undivided loss.
+        self._loss_tracker.update_state(
+            loss * tf_backend.num_replicas_in_sync(), sample_weight=batch_size
+        )
+        if self.trainable_weights:
+            self.optimizer.apply_gradients(
+                zip(all_gradients, self.trainable_weights)
+            )
+        self._addrop_drop_fraction.update_state(
+            dropped / ops.maximum(real_pairs, 1.0),
+            sample_weight=real_pairs,
+        )
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def test_step(self, data):
+        logs = super().test_step(data)
+        # Evaluation never drops anything; a constant 0 would only clutter
+        # the validation logs.
+        logs.pop(DROP_FRACTION, None)
+        return logs
