@@ -37,6 +37,30 @@ def _key_and_query_masks(padding_mask):
     return real[:, None, None, :], real[:, None, :, None]
 
 
+def _check_shapes(attribution, padding_mask):
+    shape = tuple(ops.shape(attribution))
+    mask_shape = tuple(ops.shape(padding_mask))
+    static = [d if isinstance(d, int) else None for d in shape + mask_shape]
+    batch, _, query, key, mask_batch, mask_key = (static + [None] * 6)[:6]
+
+    def differ(a, b):
+        return a is not None and b is not None and a != b
+
+    if (
+        len(shape) != 4
+        or len(mask_shape) != 2
+        or differ(query, key)
+        or differ(key, mask_key)
+        or differ(batch, mask_batch)
+    ):
+        raise ValueError(
+            "`addrop_mask` expects a self-attention `attribution` of shape "
+            "(batch, heads, length, length) and a `padding_mask` of shape "
+            f"(batch, length). Received: attribution.shape={shape}, "
+            f"padding_mask.shape={mask_shape}"
+        )
+
+
 def top_candidates(attribution, padding_mask, candidate_ratio):
     """The candidate discard region of AD-DROP.
 
@@ -155,6 +179,7 @@ def addrop_mask(
     """
     candidate_ratio = validate_ratio("candidate_ratio", candidate_ratio)
     drop_rate = validate_ratio("drop_rate", drop_rate)
+    _check_shapes(attribution, padding_mask)
     candidates, last_candidate = top_candidates(
         attribution, padding_mask, candidate_ratio
     )

