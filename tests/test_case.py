@@ -1,8 +1,11 @@
 """The shared test helper, in the spirit of keras-hub's `TestCase`."""
 
+import copy
 import json
 import os
 import pathlib
+import shutil
+import tempfile
 
 import keras
 import keras_hub
@@ -66,6 +69,11 @@ class TestCase(parameterized.TestCase):
         keras.mixed_precision.set_global_policy("float32")
         super().tearDown()
 
+    def get_temp_dir(self):
+        path = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, path, ignore_errors=True)
+        return path
+
     def assertAllClose(self, x1, x2, atol=1e-6, rtol=1e-6, msg=None):
         np.testing.assert_allclose(
             keras.ops.convert_to_numpy(x1),
@@ -90,7 +98,8 @@ class TestCase(parameterized.TestCase):
         """`get_config`/`from_config` and `serialize`/`deserialize`."""
         cls = instance.__class__
         config = instance.get_config()
-        revived = cls.from_config(config)
+        # keras-hub's `Task.from_config` deserializes nested objects in place.
+        revived = cls.from_config(copy.deepcopy(config))
         self.assertEqual(
             json.dumps(config, sort_keys=True, default=str),
             json.dumps(revived.get_config(), sort_keys=True, default=str),
@@ -183,7 +192,7 @@ class TestCase(parameterized.TestCase):
 
     def run_model_saving_test(self, model, input_data, safe_mode=True):
         """`.keras` save and load give the same class and predictions."""
-        path = os.path.join(self.create_tempdir().full_path, "model.keras")
+        path = os.path.join(self.get_temp_dir(), "model.keras")
         expected = model.predict(input_data, verbose=0)
         model.save(path)
         restored = keras.saving.load_model(path, safe_mode=safe_mode)

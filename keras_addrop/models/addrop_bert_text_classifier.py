@@ -1,13 +1,13 @@
 import keras_hub
 
 from keras_addrop.api_export import keras_addrop_export
+from keras_addrop.models.hub_task import ADDropHubClassifier
 from keras_addrop.models.swap_attention import swap_attention
-from keras_addrop.train_step import ADDropTrainStep
 
 
 @keras_addrop_export("keras_addrop.models.ADDropBertTextClassifier")
 class ADDropBertTextClassifier(
-    ADDropTrainStep, keras_hub.models.BertTextClassifier
+    ADDropHubClassifier, keras_hub.models.BertTextClassifier
 ):
     """A keras-hub BERT classifier fine-tuned with AD-DROP.
 
@@ -31,7 +31,8 @@ class ADDropBertTextClassifier(
     `backbone_cls` stays `keras_hub.models.BertBackbone`, so `from_preset`
     takes what `BertTextClassifier.from_preset` takes: a preset name, a local
     keras-hub preset folder or a local Hugging Face folder (pass
-    `num_classes`).
+    `num_classes`), plus the AD-DROP arguments. A preset holding a fine-tuned
+    stock `BertTextClassifier` loads with its classification head.
 
     Args:
         backbone: a `keras_hub.models.BertBackbone`. Its attention layers are
@@ -86,6 +87,8 @@ class ADDropBertTextClassifier(
         - [Yang et al., 2022](https://arxiv.org/abs/2210.05883)
     """
 
+    _stock_cls = keras_hub.models.BertTextClassifier
+
     def __init__(
         self,
         backbone,
@@ -116,13 +119,3 @@ class ADDropBertTextClassifier(
             attribution_labels=attribution_labels,
             seed=seed,
         )
-
-    def _addrop_all_attention_layers(self):
-        # Computed on demand: a list of sub-layers stored on the model would
-        # be tracked and reorder `model.weights`.
-        return swap_attention(self.backbone)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(self._addrop_config())
-        return config

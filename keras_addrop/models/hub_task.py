@@ -1,0 +1,66 @@
+from keras_addrop.models.swap_attention import swap_attention
+from keras_addrop.train_step import ADDropTrainStep
+
+ADDROP_ARGUMENTS = (
+    "candidate_ratio",
+    "drop_rate",
+    "addrop_layers",
+    "attribution_labels",
+    "seed",
+)
+
+
+class ADDropHubClassifier(ADDropTrainStep):
+    """What the AD-DROP keras-hub classifiers share, beside the train step.
+
+    A subclass lists this mixin before its keras-hub classifier (its
+    `_stock_cls`), calls `swap_attention(backbone)` before the keras-hub
+    `__init__` and `_init_addrop(...)` after it.
+    """
+
+    _stock_cls = None
+
+    def _addrop_all_attention_layers(self):
+        # Computed on demand: a list of sub-layers stored on the model would
+        # be tracked and reorder `model.weights`.
+        return swap_attention(self.backbone)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(self._addrop_config())
+        return config
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **kwargs):
+        """Builds the classifier from a keras-hub or Hugging Face preset.
+
+        Accepts whatever the keras-hub classifier's `from_preset` accepts: a
+        preset name, a local keras-hub preset folder or a local Hugging Face
+        folder (pass `num_classes` for those without a task head), plus the
+        AD-DROP arguments. A folder saved from the stock classifier loads
+        with its fine-tuned head; one saved from this class keeps its
+        AD-DROP settings unless they are passed again.
+        """
+        addrop_kwargs = {
+            key: kwargs.pop(key) for key in ADDROP_ARGUMENTS if key in kwargs
+        }
+        # The stock class loads every preset kind, stock or AD-DROP task
+        # files included; the AD-DROP model is then built around its
+        # backbone and preprocessor, which keeps all their weights.
+        task = cls._stock_cls.from_preset(
+            preset, load_weights=load_weights, **kwargs
+        )
+        if isinstance(task, cls):
+            if not addrop_kwargs:
+                return task
+            addrop_kwargs = {**task._addrop_config(), **addrop_kwargs}
+        model = cls(
+            backbone=task.backbone,
+            num_classes=task.num_classes,
+            preprocessor=task.preprocessor,
+            activation=task.activation,
+            dropout=task.dropout,
+            **addrop_kwargs,
+        )
+        model.output_dense.set_weights(task.output_dense.get_weights())
+        return model

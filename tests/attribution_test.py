@@ -1,0 +1,176 @@
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_addrop.attribution import attribution_target
+from keras_addrop.attribution import compute_attribution
+from keras_addrop.layers import addrop_scope
+from keras_addrop.models import ADDropBertTextClassifier
+from tests.test_case import TestCase
+from tests.test_case import tiny_backbone
+from tests.test_case import tiny_batch
+
+
+def stock_forward_with_scores(model, x):
+    """The classifier's forward pass from the stock layers, returning the
+    attention probabilities each encoder exposes through keras-hub's own
+    `return_attention_scores` (dropout 0: the tensor that multiplies V)."""
+    backbone = model.backbone
+    tokens = backbone.token_embedding(x["token_ids"])
+    hidden = backbone.embeddings_add(
+        (
+            tokens,
+            backbone.position_embedding(tokens),
+            backbone.segment_embedding(x["segment_ids"]),
+        )
+    )
+    hidden = backbone.embeddings_layer_norm(hidden)
+    scores = []
+    for encoder in backbone.transformer_layers:
+        hidden, layer_scores = encoder(
+            hidden,
+            padding_mask=x["padding_mask"],
+            return_attention_scores=True,
+        )
+        scores.append(layer_scores)
+    pooled = backbone.pooled_dense(hidden[:, 0, :])
+    return model.output_dense(pooled), scores
+
+
+class ComputeAttributionTest(TestCase):
+    def setUp(self):
+        super().setUp()
+        keras.utils.set_random_seed(0)
+        self.model = ADDropBertTextClassifier(
+            tiny_backbone(num_layers=3),
+            num_classes=3,
+            dropout=0.0,
+            addrop_layers="all",
+        )
+        self.x, self.y = tiny_batch(batch_size=4)
+
+    def test_gradient_attribution_matches_a_tape_on_stock_scores(self):
+        with tf.GradientTape(persistent=True) as tape:
+            logits, scores = stock_forward_with_scores(self.model, self.x)
+            target = attribution_target(logits, labels="pseudo")
+        self.assertAllClose(logits, self.model(self.x), atol=1e-5)
+        expected = [tape.gradient(target, s) for s in scores]
+        result = compute_attribution(self.model, self.x)
+        self.assertLen(result, 3)
+        for got, want in zip(result, expected):
+            self.assertEqual(tuple(got.shape), (4, 2, 10, 10))
+            self.assertAllClose(got, want, atol=1e-6, rtol=1e-5)
+
+    def test_gradient_attribution_matches_finite_differences(self):
+        layers = self.model.addrop_attention_layers
+        result = compute_attribution(self.model, self.x, layers=layers[:2])
+        eps = 1e-2
+        for layer_index, entry in [(0, (1, 0, 2, 3)), (1, (0, 1, 0, 5))]:
+            onehot = np.zeros((4, 2, 10, 10), "float32")
+            onehot[entry] = eps
+
+            def target(sign):
+                def perturb(weights):
+                    return weights + sign * onehot
+
+                with addrop_scope(capture={layers[layer_index]: perturb}):
+                    logits = self.model(self.x)
+                # Keep the classes fixed: the pseudo labels of the unperturbed
+                # model.
+                classes = np.argmax(self.model(self.x), -1)
+                return float(
+                    np.take_along_axis(
+                        np.asarray(logits), classes[:, None], -1
+                    ).sum()
+                )
+
+            numeric = (target(1.0) - target(-1.0)) / (2 * eps)
+            analytic = float(np.asarray(result[layer_index])[entry])
+            self.assertAllClose(analytic, numeric, atol=1e-4, rtol=2e-2)
+
+    def test_padding_queries_get_zero_attribution(self):
+        result = compute_attribution(self.model, self.x)
+        padding = self.x["padding_mask"]
+        for attribution in result:
+            attribution = np.asarray(attribution)
+            for b in range(4):
+                self.assertAllEqual(attribution[b, :, ~padding[b], :], 0.0)
+
+    def test_gold_labels_differ_from_pseudo_labels_only_where_wrong(self):
+        predicted = np.argmax(self.model(self.x), -1)
+        gold = predicted.copy()
+        gold[1] = (gold[1] + 1) % 3
+        pseudo = compute_attribution(self.model, self.x, labels="pseudo")
+        with_gold = compute_attribution(
+            self.model, self.x, y=gold, labels="gold"
+        )
+        for p, g in zip(pseudo, with_gold):
+            p, g = np.asarray(p), np.asarray(g)
+            self.assertAllClose(np.delete(p, 1, 0), np.delete(g, 1, 0))
+            self.assertFalse(np.allclose(p[1], g[1]))
+
+    def test_regression_target_is_minus_the_mean_squared_error(self):
+        y_pred = np.array([[1.0], [3.0]], "float32")
+        y = np.array([2.0, 1.0], "float32")
+        self.assertAllClose(attribution_target(y_pred, y), -(1 + 4) / 2)
+        with self.assertRaisesRegex(ValueError, "Received: y=None"):
+            attribution_target(y_pred)
+
+    def test_default_layers_are_the_selected_layers(self):
+        model = ADDropBertTextClassifier(
+            tiny_backbone(num_layers=3), num_classes=2, addrop_layers=(2, 0)
+        )
+        result = compute_attribution(model, self.x)
+        everything = compute_attribution(
+            model,
+            self.x,
+            layers=[
+                model.backbone.transformer_layers[i]._self_attention_layer
+                for i in (0, 2)
+            ],
+        )
+        self.assertLen(result, 2)
+        for a, b in zip(result, everything):
+            self.assertAllClose(a, b)
+
+    def test_training_mode_attribution_is_stochastic(self):
+        model = ADDropBertTextClassifier(
+            tiny_backbone(dropout=0.3), num_classes=2
+        )
+        first = compute_attribution(model, self.x, training=True)[0]
+        second = compute_attribution(model, self.x, training=True)[0]
+        self.assertFalse(np.allclose(first, second))
+        inference = compute_attribution(model, self.x)[0]
+        self.assertAllClose(inference, compute_attribution(model, self.x)[0])
+
+    def test_float16_attribution_ranks_like_float32(self):
+        x, _ = tiny_batch(batch_size=8, seq_len=12)
+        reference = compute_attribution(self.model, x)
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        half = ADDropBertTextClassifier(
+            tiny_backbone(num_layers=3),
+            num_classes=3,
+            dropout=0.0,
+            addrop_layers="all",
+        )
+        half.set_weights(self.model.get_weights())
+        result = compute_attribution(half, x)
+        for got, want in zip(result, reference):
+            got, want = np.asarray(got), np.asarray(want)
+            self.assertEqual(got.dtype, np.float32)
+            self.assertTrue(np.all(np.isfinite(got)))
+            agree = np.mean(np.sign(got) == np.sign(want))
+            self.assertGreater(agree, 0.9)
+
+    def test_bad_arguments_are_rejected(self):
+        with self.assertRaisesRegex(ValueError, "Received: labels='silver'"):
+            compute_attribution(self.model, self.x, labels="silver")
+        with self.assertRaisesRegex(ValueError, "Received: y=None"):
+            compute_attribution(self.model, self.x, labels="gold")
+        with self.assertRaisesRegex(ValueError, "Received: layer="):
+            compute_attribution(
+                self.model, self.x, layers=[keras.layers.Dense(2)]
+            )
+        plain = keras.Sequential([keras.layers.Dense(2)])
+        with self.assertRaisesRegex(ValueError, "layers=None"):
+            compute_attribution(plain, np.ones((1, 2)))
