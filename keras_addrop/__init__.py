@@ -2,6 +2,7 @@
 
 from keras_addrop import attribution
 from keras_addrop import callbacks
+from keras_addrop import glue
 from keras_addrop import layers
 from keras_addrop import models
 from keras_addrop import ops

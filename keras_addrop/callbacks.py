@@ -48,3 +48,7 @@ class CrossTuning(keras.callbacks.Callback):
 
     def get_config(self):
         return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

