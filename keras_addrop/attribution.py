@@ -1,5 +1,8 @@
 """Attribution of predictions to attention weights (AD-DROP's step 1-3)."""
 
+import numbers
+
+import keras
 from keras import ops
 
 from keras_addrop import tf_backend
@@ -7,6 +10,7 @@ from keras_addrop.layers.addrop_attention import ADDropAttention
 from keras_addrop.layers.addrop_attention import addrop_scope
 
 LABELS = ("pseudo", "gold")
+METHODS = ("gradient", "integrated_gradients", "attention", "random")
 
 # Under float16 the gradients w.r.t. attention weights underflow (most of
 # the first layer's become exactly 0). Only their ranking matters, so the
@@ -80,20 +84,68 @@ def _default_layers(model):
     return layers
 
 
-def compute_attribution(
-    model, x, y=None, layers=None, labels="pseudo", training=False
-):
-    """Gradient attribution (GA) of every selected attention layer.
+def validate_ig_steps(name, value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or value < 1
+    ):
+        raise ValueError(
+            f"Invalid value for argument `{name}`: expected a positive "
+            f"integer. Received: {name}={value!r}"
+        )
+    return int(value)
 
-    For each layer `l`, `B_l = ds / dA_l`, where `A_l` is the layer's
-    attention weights that multiply `V` (after the softmax and the attention
-    dropout) and `s` is `keras_addrop.attribution.attribution_target`: the
-    sum of the logits of the pseudo (or gold) labels, or minus the mean
-    squared error for regression. Not multiplied by `A`, no absolute value:
-    a large positive value marks a position the prediction relies on. All
-    layers come from one forward pass and one gradient call, and no weight
-    gradient is computed. Under `mixed_float16` the float32 target is scaled
-    so the float16 gradients do not underflow; the result is scaled back.
+
+def _check_layers(layers):
+    for layer in layers:
+        if not isinstance(layer, ADDropAttention):
+            raise ValueError(
+                "Attribution needs `keras_addrop.layers.ADDropAttention` "
+                "layers (see `keras_addrop.swap_attention`). Received: "
+                f"layer={layer!r}"
+            )
+
+
+def compute_attribution(
+    model,
+    x,
+    y=None,
+    layers=None,
+    labels="pseudo",
+    training=False,
+    method="gradient",
+    ig_steps=20,
+    ig_steps_per_pass=10,
+    seed=None,
+):
+    """Attribution of a model's predictions to its attention weights.
+
+    `A_l` is layer `l`'s attention weights that multiply `V` (after the
+    softmax and the attention dropout), shape `(batch, heads, query, key)`;
+    `s` is `keras_addrop.attribution.attribution_target`: the sum of the
+    logits of the pseudo (or gold) labels, or minus the batch mean squared
+    error for regression. Methods (the paper's Table 2):
+
+    - `"gradient"` (GA, the paper's default): `B_l = ds / dA_l`. Not
+      multiplied by `A`, no absolute value: a large positive value marks a
+      position the prediction relies on. All layers come from one forward
+      pass and one gradient call, and no weight gradient is computed.
+    - `"integrated_gradients"` (IGA, Hao et al. 2021):
+      `B_l = A_l * mean_k ds / d(alpha_k A_l)` evaluated at `alpha_k A_l`,
+      `alpha_k = k / m` for `k = 1..m` (`m = ig_steps`), zero baseline.
+      Always with dropout off (the model's mode is a call argument, so
+      nothing needs restoring). The `m` steps are batched: the inputs are
+      stacked `ig_steps_per_pass` times along the batch axis, each copy with
+      its own `alpha`, so a layer costs `ceil(m / ig_steps_per_pass)`
+      passes. Pseudo labels come from one extra prediction with dropout off.
+    - `"attention"` (AA): `B_l = A_l`, from one forward pass, no gradient.
+    - `"random"` (RD): uniform random scores in [0, 1) of the same shape;
+      the AD-DROP train step turns them into candidates by comparing them
+      with `p` (each real position a candidate with probability `p`).
+
+    Under `mixed_float16` the float32 target is scaled so the float16
+    gradients do not underflow; results are scaled back and in float32.
 
     Args:
         model: a Keras model whose attention layers include `layers` (for
@@ -106,17 +158,25 @@ def compute_attribution(
             to the model's selected AD-DROP layers.
         labels: `"pseudo"` (the argmax of the model's own prediction, the
             paper's choice) or `"gold"`.
-        training: bool. Whether the forward pass runs in training mode
-            (dropout on), as in the AD-DROP train step. Defaults to `False`,
-            deterministic, for visualisation.
+        training: bool. Whether the forward pass of GA, AA and RD runs in
+            training mode (dropout on), as in the AD-DROP train step.
+            Defaults to `False`, deterministic, for visualisation.
+        method: `"gradient"`, `"integrated_gradients"`, `"attention"` or
+            `"random"`. Defaults to `"gradient"`.
+        ig_steps: int, `m` for integrated gradients. Defaults to 20.
+        ig_steps_per_pass: int, how many `alpha` steps share one batched
+            pass (memory grows with it). Defaults to 10.
+        seed: seed of the `"random"` method (`None`, an int or a
+            `keras.random.SeedGenerator`).
 
     Returns:
         A list of float32 tensors of shape `(batch, heads, query, key)`, one
         per layer, in the order of `layers`.
 
     Raises:
-        ValueError: for an unknown `labels`, a missing `y`, layers that are
-            not `ADDropAttention` or that the forward pass does not call.
+        ValueError: for an unknown `method` or `labels`, bad `ig_steps`, a
+            missing `y`, layers that are not `ADDropAttention` or that the
+            forward pass does not call.
 
     Example:
 
@@ -134,17 +194,28 @@ def compute_attribution(
         "padding_mask": keras.ops.array([[1, 1, 1, 1, 0, 0]], "bool"),
     }
     first, second = keras_addrop.attribution.compute_attribution(model, x)
+    ig_first, ig_second = keras_addrop.attribution.compute_attribution(
+        model, x, method="integrated_gradients"
+    )
     ```
     """
+    validate_choice("method", method, METHODS)
     validate_choice("labels", labels, LABELS)
+    ig_steps = validate_ig_steps("ig_steps", ig_steps)
+    ig_steps_per_pass = validate_ig_steps(
+        "ig_steps_per_pass", ig_steps_per_pass
+    )
     layers = list(_default_layers(model) if layers is None else layers)
-    for layer in layers:
-        if not isinstance(layer, ADDropAttention):
-            raise ValueError(
-                "Attribution needs `keras_addrop.layers.ADDropAttention` "
-                "layers (see `keras_addrop.swap_attention`). Received: "
-                f"layer={layer!r}"
-            )
+    _check_layers(layers)
+    if method in ("attention", "random"):
+        weights = _attention_weights(model, x, layers, training)
+        if method == "attention":
+            return [ops.cast(w, "float32") for w in weights]
+        return [keras.random.uniform(ops.shape(w), seed=seed) for w in weights]
+    if method == "integrated_gradients":
+        return _integrated_gradients(
+            model, x, y, layers, labels, ig_steps, ig_steps_per_pass
+        )
     scale = _target_scale(model)
 
     def forward(capture):
@@ -155,3 +226,91 @@ def compute_attribution(
 
     gradients, _ = tf_backend.gradients_of_captured(forward, layers)
     return [ops.cast(g, "float32") / scale for g in gradients]
+
+
+def _attention_weights(model, x, layers, training):
+    captured = {}
+
+    def keeper(layer):
+        def keep(weights):
+            captured[id(layer)] = weights
+            return weights
+
+        return keep
+
+    with addrop_scope(capture={layer: keeper(layer) for layer in layers}):
+        model(x, training=training)
+    missing = [layer.name for layer in layers if id(layer) not in captured]
+    if missing:
+        raise ValueError(
+            "These attention layers were not called by the model's forward "
+            f"pass, so they have no attribution. Received: layers={missing}"
+        )
+    return [captured[id(layer)] for layer in layers]
+
+
+def _integrated_gradients(model, x, y, layers, labels, steps, per_pass):
+    scale = _target_scale(model)
+    batch_size = ops.shape(keras.tree.flatten(x)[0])[0]
+    y_pred = model(x, training=False)
+    regression = y_pred.shape[-1] == 1
+    if regression:
+        # Validated here so that the error names `y`, not a tiled copy.
+        attribution_target(y_pred, y)
+        classes = ops.cast(y, "float32")
+    elif labels == "pseudo":
+        classes = ops.argmax(ops.cast(y_pred, "float32"), axis=-1)
+    else:
+        attribution_target(y_pred, y, labels)
+        classes = ops.reshape(ops.cast(y, "int32"), (-1,))
+    alphas = [k / steps for k in range(1, steps + 1)]
+    results = []
+    for layer in layers:
+        total = None
+        weights = None
+        for start in range(0, steps, per_pass):
+            chunk = alphas[start : start + per_pass]
+            copies = len(chunk)
+            stacked = keras.tree.map_structure(
+                lambda t: ops.concatenate([t] * copies, axis=0), x
+            )
+            alpha = ops.repeat(ops.convert_to_tensor(chunk), batch_size)
+            alpha = ops.reshape(alpha, (-1, 1, 1, 1))
+            stacked_classes = ops.concatenate([classes] * copies, axis=0)
+
+            def forward(capture, stacked=stacked, alpha=alpha, copies=copies):
+                watch = capture[layer]
+                seen = {}
+
+                def scaled(attention_weights):
+                    seen["weights"] = attention_weights
+                    factor = ops.cast(alpha, attention_weights.dtype)
+                    return watch(attention_weights * factor)
+
+                with addrop_scope(capture={layer: scaled}):
+                    outputs = model(stacked, training=False)
+                if regression:
+                    # The mean over all copies, times their number: the sum
+                    # of every copy's own batch-mean target.
+                    target = attribution_target(outputs, stacked_classes)
+                    target = target * copies
+                else:
+                    target = attribution_target(
+                        outputs, stacked_classes, "gold"
+                    )
+                return ops.multiply(target, scale), seen["weights"]
+
+            (gradient,), stacked_weights = tf_backend.gradients_of_captured(
+                forward, [layer]
+            )
+            gradient = ops.cast(gradient, "float32")
+            # [copies * B, H, T, S] -> [copies, B, H, T, S], summed over alphas.
+            gradient = ops.sum(
+                ops.reshape(gradient, (copies, -1) + tuple(gradient.shape[1:])),
+                axis=0,
+            )
+            total = gradient if total is None else total + gradient
+            if weights is None:
+                weights = ops.cast(stacked_weights[:batch_size], "float32")
+        results.append(weights * total / (steps * scale))
+    return results

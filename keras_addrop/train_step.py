@@ -7,11 +7,17 @@ from keras import ops
 
 from keras_addrop import tf_backend
 from keras_addrop.attribution import LABELS
+from keras_addrop.attribution import METHODS
 from keras_addrop.attribution import compute_attribution
 from keras_addrop.attribution import validate_choice
+from keras_addrop.attribution import validate_ig_steps
 from keras_addrop.layers.addrop_attention import addrop_scope
 from keras_addrop.ops.addrop_mask import addrop_mask
+from keras_addrop.ops.addrop_mask import keep_mask_from_candidates
+from keras_addrop.ops.addrop_mask import random_candidates
 from keras_addrop.ops.addrop_mask import validate_ratio
+
+DROP_REGIONS = ("high", "low")
 
 DROP_FRACTION = "addrop_drop_fraction"
 
@@ -75,19 +81,27 @@ class ADDropTrainStep:
 
     def _init_addrop(
         self,
-        candidate_ratio,
-        drop_rate,
-        addrop_layers,
-        attribution_labels,
-        seed,
+        candidate_ratio=0.3,
+        drop_rate=0.3,
+        addrop_layers=(0,),
+        attribution="gradient",
+        attribution_labels="pseudo",
+        drop_region="high",
+        ig_steps=20,
+        seed=None,
     ):
         self.candidate_ratio = validate_ratio(
             "candidate_ratio", candidate_ratio
         )
         self.drop_rate = validate_ratio("drop_rate", drop_rate)
+        self.attribution = validate_choice("attribution", attribution, METHODS)
         self.attribution_labels = validate_choice(
             "attribution_labels", attribution_labels, LABELS
         )
+        self.drop_region = validate_choice(
+            "drop_region", drop_region, DROP_REGIONS
+        )
+        self.ig_steps = validate_ig_steps("ig_steps", ig_steps)
         num_layers = len(self._addrop_all_attention_layers())
         self._addrop_layer_indices = resolve_layer_indices(
             addrop_layers, num_layers
@@ -116,7 +130,10 @@ class ADDropTrainStep:
                 if self.addrop_layers == "all"
                 else list(self.addrop_layers)
             ),
+            "attribution": self.attribution,
             "attribution_labels": self.attribution_labels,
+            "drop_region": self.drop_region,
+            "ig_steps": self.ig_steps,
             "seed": self.seed,
         }
 
@@ -144,6 +161,22 @@ class ADDropTrainStep:
         return x["padding_mask"]
 
     def _addrop_keep_masks(self, x, y, layers, padding_mask):
+        seed = self._addrop_seed_generator
+        if self.attribution == "random":
+            # RD needs no attribution pass: candidates are drawn directly.
+            batch, length = ops.shape(padding_mask)[:2]
+            masks = []
+            for layer in layers:
+                shape = (batch, layer.num_heads, length, length)
+                candidates, last = random_candidates(
+                    padding_mask, shape, self.candidate_ratio, seed=seed
+                )
+                masks.append(
+                    keep_mask_from_candidates(
+                        candidates, last, padding_mask, self.drop_rate, seed
+                    )
+                )
+            return masks
         attributions = compute_attribution(
             self,
             x,
@@ -151,14 +184,19 @@ class ADDropTrainStep:
             layers=layers,
             labels=self.attribution_labels,
             training=True,
+            method=self.attribution,
+            ig_steps=self.ig_steps,
         )
+        if self.drop_region == "low":
+            # The lowest-attribution keys become the candidates.
+            attributions = [ops.negative(a) for a in attributions]
         return [
             addrop_mask(
                 attribution,
                 padding_mask,
                 self.candidate_ratio,
                 self.drop_rate,
-                seed=self._addrop_seed_generator,
+                seed=seed,
             )
             for attribution in attributions
         ]

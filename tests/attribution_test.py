@@ -174,3 +174,110 @@ class ComputeAttributionTest(TestCase):
         plain = keras.Sequential([keras.layers.Dense(2)])
         with self.assertRaisesRegex(ValueError, "layers=None"):
             compute_attribution(plain, np.ones((1, 2)))
+
+
+class AttributionVariantsTest(TestCase):
+    def setUp(self):
+        super().setUp()
+        keras.utils.set_random_seed(1)
+        self.model = ADDropBertTextClassifier(
+            tiny_backbone(num_layers=2),
+            num_classes=3,
+            dropout=0.0,
+            addrop_layers="all",
+        )
+        self.x, self.y = tiny_batch(batch_size=3, seq_len=8)
+
+    def riemann_sum(self, layer, steps, classes):
+        """IG by an explicit loop over alphas, one tape per step."""
+        total = 0.0
+        for k in range(1, steps + 1):
+            alpha = k / steps
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                seen = {}
+
+                def scale(weights):
+                    seen["a"] = weights
+                    scaled = weights * alpha
+                    tape.watch(scaled)
+                    seen["scaled"] = scaled
+                    return scaled
+
+                with addrop_scope(capture={layer: scale}):
+                    logits = self.model(self.x, training=False)
+                target = keras.ops.sum(
+                    keras.ops.take_along_axis(logits, classes[:, None], -1)
+                )
+            total = total + tape.gradient(target, seen["scaled"])
+        return seen["a"] * total / steps
+
+    def test_integrated_gradients_match_an_explicit_riemann_sum(self):
+        classes = np.argmax(self.model(self.x), -1)
+        layers = self.model.addrop_attention_layers
+        result = compute_attribution(
+            self.model,
+            self.x,
+            method="integrated_gradients",
+            ig_steps=5,
+            ig_steps_per_pass=2,  # Chunks of 2, 2 and 1 steps.
+            training=True,  # Ignored: IG runs with dropout off.
+        )
+        for layer, got in zip(layers, result):
+            want = self.riemann_sum(layer, 5, classes)
+            self.assertAllClose(got, want, atol=1e-6, rtol=1e-4)
+        single_pass = compute_attribution(
+            self.model,
+            self.x,
+            method="integrated_gradients",
+            ig_steps=5,
+            ig_steps_per_pass=5,
+        )
+        for a, b in zip(result, single_pass):
+            self.assertAllClose(a, b, atol=1e-6, rtol=1e-4)
+
+    def test_attention_attribution_is_the_attention_probabilities(self):
+        _, scores = stock_forward_with_scores(self.model, self.x)
+        result = compute_attribution(self.model, self.x, method="attention")
+        for got, want in zip(result, scores):
+            self.assertAllClose(got, want, atol=1e-6)
+
+    def test_random_attribution_is_uniform_noise(self):
+        result = compute_attribution(
+            self.model, self.x, method="random", seed=3
+        )
+        values = np.asarray(result[0])
+        self.assertEqual(values.shape, (3, 2, 8, 8))
+        self.assertTrue(np.all((values >= 0) & (values < 1)))
+        again = compute_attribution(self.model, self.x, method="random", seed=3)
+        self.assertAllClose(values, again[0])
+
+    def test_regression_attribution_is_the_negated_loss_gradient(self):
+        keras.utils.set_random_seed(2)
+        model = ADDropBertTextClassifier(
+            tiny_backbone(), num_classes=1, dropout=0.0, addrop_layers="all"
+        )
+        scores_y = np.array([0.5, 4.0, 2.5], "float32")
+        with tf.GradientTape(persistent=True) as tape:
+            prediction, scores = stock_forward_with_scores(model, self.x)
+            loss = keras.ops.mean(
+                keras.ops.square(keras.ops.squeeze(prediction, -1) - scores_y)
+            )
+        result = compute_attribution(model, self.x, y=scores_y)
+        for got, s in zip(result, scores):
+            self.assertAllClose(got, -tape.gradient(loss, s), atol=1e-6)
+        # Integrated gradients use the same target.
+        ig = compute_attribution(
+            model, self.x, y=scores_y, method="integrated_gradients"
+        )
+        self.assertEqual(tuple(ig[0].shape), (3, 2, 8, 8))
+        # Attention attribution is not negated.
+        aa = compute_attribution(model, self.x, method="attention")
+        self.assertTrue(np.all(np.asarray(aa[0]) >= 0))
+
+    def test_bad_method_and_steps_are_rejected(self):
+        with self.assertRaisesRegex(ValueError, "Received: method='ig'"):
+            compute_attribution(self.model, self.x, method="ig")
+        with self.assertRaisesRegex(ValueError, "Received: ig_steps=0"):
+            compute_attribution(
+                self.model, self.x, method="integrated_gradients", ig_steps=0
+            )

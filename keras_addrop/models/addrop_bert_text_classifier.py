@@ -50,9 +50,21 @@ class ADDropBertTextClassifier(
         addrop_layers: `"all"` or a sequence of encoder layer indices (0 is
             the first layer) whose attention AD-DROP masks. Defaults to
             `(0,)`, the reference code's default.
+        attribution: how positions are ranked (the paper's Table 2):
+            `"gradient"` (GA, default), `"integrated_gradients"` (IGA),
+            `"attention"` (AA: the attention weights themselves) or
+            `"random"` (RD: each real position a candidate with probability
+            `candidate_ratio`). See
+            `keras_addrop.attribution.compute_attribution`.
         attribution_labels: `"pseudo"` (the paper's choice: the argmax of
             the attribution pass) or `"gold"` (the true label's logit).
-            Defaults to `"pseudo"`.
+            Regression heads always use the gold score. Defaults to
+            `"pseudo"`.
+        drop_region: `"high"` (default) drops among the highest-attribution
+            keys; `"low"` among the lowest (the paper's prior experiment,
+            Fig. 2).
+        ig_steps: int, the number of integrated-gradient steps `m` for
+            `attribution="integrated_gradients"`. Defaults to 20.
         seed: int or `None`. Seed of the random drops.
         **kwargs: passed to `keras_hub.models.BertTextClassifier`.
 
@@ -99,7 +111,10 @@ class ADDropBertTextClassifier(
         candidate_ratio=0.3,
         drop_rate=0.3,
         addrop_layers=(0,),
+        attribution="gradient",
         attribution_labels="pseudo",
+        drop_region="high",
+        ig_steps=20,
         seed=None,
         **kwargs,
     ):
@@ -116,6 +131,9 @@ class ADDropBertTextClassifier(
             candidate_ratio=candidate_ratio,
             drop_rate=drop_rate,
             addrop_layers=addrop_layers,
+            attribution=attribution,
             attribution_labels=attribution_labels,
+            drop_region=drop_region,
+            ig_steps=ig_steps,
             seed=seed,
         )

@@ -5,7 +5,10 @@ ADDROP_ARGUMENTS = (
     "candidate_ratio",
     "drop_rate",
     "addrop_layers",
+    "attribution",
     "attribution_labels",
+    "drop_region",
+    "ig_steps",
     "seed",
 )
 
@@ -63,13 +66,21 @@ class ADDropHubClassifier(ADDropTrainStep):
             if not addrop_kwargs:
                 return task
             addrop_kwargs = {**task._addrop_config(), **addrop_kwargs}
+        # The head's hyperparameters (num_classes, activation, dropout,
+        # hidden_dim, ...) come from the loaded task's own config.
+        head = {
+            key: value
+            for key, value in task.get_config().items()
+            if key not in ("backbone", "preprocessor", "name", "trainable")
+            and key not in ADDROP_ARGUMENTS
+        }
         model = cls(
             backbone=task.backbone,
-            num_classes=task.num_classes,
             preprocessor=task.preprocessor,
-            activation=task.activation,
-            dropout=task.dropout,
+            **head,
             **addrop_kwargs,
         )
-        model.output_dense.set_weights(task.output_dense.get_weights())
+        # Same layers in the same order: this copies the task head, and the
+        # shared backbone onto itself.
+        model.set_weights(task.get_weights())
         return model

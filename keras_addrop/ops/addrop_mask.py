@@ -112,6 +112,32 @@ def top_candidates(attribution, padding_mask, candidate_ratio):
     return candidates, last_candidate
 
 
+def random_candidates(padding_mask, shape, candidate_ratio, seed=None):
+    """The candidate region of AD-DROP's random ablation (RD).
+
+    Every real key of every row is a candidate independently with
+    probability `candidate_ratio`; no ranking. The key kept when a row would
+    lose all of its real keys is the first real one.
+
+    Args:
+        padding_mask: tensor `(batch, key)`, true (or 1) for real tokens.
+        shape: the mask shape `(batch, heads, query, key)`.
+        candidate_ratio: float in [0, 1], `p`.
+        seed: as for `keras.random.uniform`.
+
+    Returns:
+        A tuple `(candidates, last_candidate)` of boolean tensors of `shape`.
+    """
+    real_key, _ = _key_and_query_masks(padding_mask)
+    uniform = keras.random.uniform(shape, seed=seed)
+    candidates = ops.logical_and(ops.less(uniform, candidate_ratio), real_key)
+    first_real = ops.equal(ops.cumsum(ops.cast(real_key, "int32"), axis=-1), 1)
+    last_candidate = ops.broadcast_to(
+        ops.logical_and(first_real, real_key), shape
+    )
+    return candidates, last_candidate
+
+
 def keep_mask_from_candidates(
     candidates, last_candidate, padding_mask, drop_rate, seed=None
 ):
