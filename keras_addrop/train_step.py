@@ -58,11 +58,12 @@ def resolve_layer_indices(addrop_layers, num_layers):
 class ADDropTrainStep:
     """Mixin adding AD-DROP's two-pass `train_step` to a Keras model.
 
-    A model class lists it before its Keras base class, calls
-    `_init_addrop(...)` at the end of `__init__` and implements
+    A model class lists it before its Keras base class and implements
     `_addrop_all_attention_layers()` (every `ADDropAttention` layer, in
     layer order) and, if its inputs are not keras-hub's preprocessed dicts,
-    `_addrop_padding_mask(x)`.
+    `_addrop_padding_mask(x)`. The mixin takes the AD-DROP arguments as
+    keyword-only constructor arguments (validated, and serialized by
+    `get_config`) and passes everything else on to the base class.
 
     One step, when AD-DROP is on:
     1. pass 1 (attribution): forward in training mode and one gradient call
@@ -78,6 +79,31 @@ class ADDropTrainStep:
     Keras' stock `train_step`. The switch is a variable read by the traced
     graph, so flipping it never retraces.
     """
+
+    def __init__(
+        self,
+        *args,
+        candidate_ratio=0.3,
+        drop_rate=0.3,
+        addrop_layers=(0,),
+        attribution="gradient",
+        attribution_labels="pseudo",
+        drop_region="high",
+        ig_steps=20,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self._init_addrop(
+            candidate_ratio=candidate_ratio,
+            drop_rate=drop_rate,
+            addrop_layers=addrop_layers,
+            attribution=attribution,
+            attribution_labels=attribution_labels,
+            drop_region=drop_region,
+            ig_steps=ig_steps,
+            seed=seed,
+        )
 
     def _init_addrop(
         self,
@@ -120,6 +146,11 @@ class ADDropTrainStep:
         self._addrop_seed_generator = keras.random.SeedGenerator(seed)
         self._addrop_switch = tf_backend.make_switch(True)
         self._addrop_drop_fraction = keras.metrics.Mean(name=DROP_FRACTION)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(self._addrop_config())
+        return config
 
     def _addrop_config(self):
         return {

@@ -1,5 +1,8 @@
 from keras_addrop.models.addrop_bert_text_classifier import (
     ADDropBertTextClassifier,
 )
+from keras_addrop.models.addrop_roberta_text_classifier import (
+    ADDropRobertaTextClassifier,
+)
 from keras_addrop.models.presets import minilm_l6_preset
 from keras_addrop.models.swap_attention import swap_attention

@@ -2,7 +2,6 @@ import keras_hub
 
 from keras_addrop.api_export import keras_addrop_export
 from keras_addrop.models.hub_task import ADDropHubClassifier
-from keras_addrop.models.swap_attention import swap_attention
 
 
 @keras_addrop_export("keras_addrop.models.ADDropBertTextClassifier")
@@ -100,40 +99,3 @@ class ADDropBertTextClassifier(
     """
 
     _stock_cls = keras_hub.models.BertTextClassifier
-
-    def __init__(
-        self,
-        backbone,
-        num_classes,
-        preprocessor=None,
-        activation=None,
-        dropout=0.1,
-        candidate_ratio=0.3,
-        drop_rate=0.3,
-        addrop_layers=(0,),
-        attribution="gradient",
-        attribution_labels="pseudo",
-        drop_region="high",
-        ig_steps=20,
-        seed=None,
-        **kwargs,
-    ):
-        swap_attention(backbone)
-        super().__init__(
-            backbone=backbone,
-            num_classes=num_classes,
-            preprocessor=preprocessor,
-            activation=activation,
-            dropout=dropout,
-            **kwargs,
-        )
-        self._init_addrop(
-            candidate_ratio=candidate_ratio,
-            drop_rate=drop_rate,
-            addrop_layers=addrop_layers,
-            attribution=attribution,
-            attribution_labels=attribution_labels,
-            drop_region=drop_region,
-            ig_steps=ig_steps,
-            seed=seed,
-        )

@@ -17,21 +17,20 @@ class ADDropHubClassifier(ADDropTrainStep):
     """What the AD-DROP keras-hub classifiers share, beside the train step.
 
     A subclass lists this mixin before its keras-hub classifier (its
-    `_stock_cls`), calls `swap_attention(backbone)` before the keras-hub
-    `__init__` and `_init_addrop(...)` after it.
+    `_stock_cls`). The backbone's attention is swapped before the keras-hub
+    `__init__` builds the task graph.
     """
 
     _stock_cls = None
+
+    def __init__(self, *args, **kwargs):
+        swap_attention(kwargs["backbone"] if "backbone" in kwargs else args[0])
+        super().__init__(*args, **kwargs)
 
     def _addrop_all_attention_layers(self):
         # Computed on demand: a list of sub-layers stored on the model would
         # be tracked and reorder `model.weights`.
         return swap_attention(self.backbone)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(self._addrop_config())
-        return config
 
     @classmethod
     def from_preset(

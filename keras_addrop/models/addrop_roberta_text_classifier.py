@@ -1,0 +1,62 @@
+import keras_hub
+
+from keras_addrop.api_export import keras_addrop_export
+from keras_addrop.models.hub_task import ADDropHubClassifier
+
+
+@keras_addrop_export("keras_addrop.models.ADDropRobertaTextClassifier")
+class ADDropRobertaTextClassifier(
+    ADDropHubClassifier, keras_hub.models.RobertaTextClassifier
+):
+    """A keras-hub RoBERTa classifier fine-tuned with AD-DROP.
+
+    `keras_hub.models.RobertaTextClassifier` (the paper's second model) with
+    every encoder's self-attention swapped for
+    `keras_addrop.layers.ADDropAttention` (same weights) and AD-DROP's
+    two-pass `train_step`. It behaves as
+    `keras_addrop.models.ADDropBertTextClassifier` does: evaluation and
+    prediction never apply AD-DROP, AD-DROP runs on every epoch unless
+    `keras_addrop.callbacks.CrossTuning` is passed to `fit`, logs carry
+    `addrop_drop_fraction`, and `from_preset` takes preset names, local
+    keras-hub folders and local Hugging Face folders.
+
+    Args:
+        backbone: a `keras_hub.models.RobertaBackbone`.
+        num_classes: int. Number of classes; 1 for regression.
+        preprocessor: `None` or a
+            `keras_hub.models.RobertaTextClassifierPreprocessor`.
+        activation: as in `keras_hub.models.RobertaTextClassifier`.
+        hidden_dim: int. Size of the head's pooling layer; defaults to the
+            backbone's hidden size.
+        dropout: float. Dropout in the classification head.
+        candidate_ratio: float in [0, 1], `p`. Defaults to `0.3`.
+        drop_rate: float in [0, 1], `q`. Defaults to `0.3`.
+        addrop_layers: `"all"` or encoder layer indices. Defaults to `(0,)`.
+        attribution: `"gradient"`, `"integrated_gradients"`, `"attention"`
+            or `"random"`. Defaults to `"gradient"`.
+        attribution_labels: `"pseudo"` or `"gold"`. Defaults to `"pseudo"`.
+        drop_region: `"high"` or `"low"`. Defaults to `"high"`.
+        ig_steps: int, integrated-gradient steps. Defaults to 20.
+        seed: int or `None`. Seed of the random drops.
+        **kwargs: passed to `keras_hub.models.RobertaTextClassifier`.
+
+    Raises:
+        ValueError: for an out-of-range or unknown AD-DROP argument.
+
+    Example:
+
+    ```python
+    classifier = keras_addrop.models.ADDropRobertaTextClassifier.from_preset(
+        "roberta_base_en", num_classes=2, addrop_layers="all"
+    )
+    classifier.fit(
+        x=(["The cat sat."], ["A cat was sitting."]), y=[1], epochs=4,
+        callbacks=[keras_addrop.callbacks.CrossTuning()],
+    )
+    ```
+
+    References:
+        - [Yang et al., 2022](https://arxiv.org/abs/2210.05883)
+    """
+
+    _stock_cls = keras_hub.models.RobertaTextClassifier
