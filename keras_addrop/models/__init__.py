@@ -1,6 +1,7 @@
 from keras_addrop.models.addrop_bert_text_classifier import (
     ADDropBertTextClassifier,
 )
+from keras_addrop.models.addrop_model import ADDropModel
 from keras_addrop.models.addrop_roberta_text_classifier import (
     ADDropRobertaTextClassifier,
 )

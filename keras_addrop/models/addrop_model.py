@@ -1,0 +1,129 @@
+import keras
+from keras import ops
+
+from keras_addrop.api_export import keras_addrop_export
+from keras_addrop.layers.addrop_attention import ADDropAttention
+from keras_addrop.train_step import ADDropTrainStep
+
+
+def find_attention_layers(model):
+    """Every `ADDropAttention` in `model`, in layer order, depth first.
+
+    The order is that of `model.layers` (a functional model's execution
+    order) and, inside a layer, the order its sub-layers were assigned.
+    """
+    found, seen = [], set()
+
+    def visit(layer):
+        if id(layer) in seen:
+            return
+        seen.add(id(layer))
+        if isinstance(layer, ADDropAttention):
+            found.append(layer)
+            return
+        if isinstance(layer, keras.Model):
+            children = layer.layers
+        else:
+            # `_layers` keeps assignment order; `_flatten_layers` would
+            # reverse siblings.
+            children = getattr(layer, "_layers", [])
+        for child in children:
+            visit(child)
+
+    for layer in model.layers:
+        visit(layer)
+    return found
+
+
+@keras_addrop_export("keras_addrop.models.ADDropModel")
+class ADDropModel(ADDropTrainStep, keras.Model):
+    """AD-DROP for a functional model you build yourself.
+
+    Build the model as a functional `keras.Model`, with
+    `keras_addrop.layers.ADDropAttention` wherever AD-DROP should be able to
+    mask attention (directly in the graph or inside your own layers), and a
+    padding-mask input. `ADDropModel(inputs, outputs, ...)` then trains with
+    the same two-pass AD-DROP step, options, `CrossTuning` schedule,
+    `addrop_drop_fraction` log and `.keras` saving as the keras-hub
+    classifiers. The model's outputs must be class logits (or one unit for
+    regression); evaluation and prediction never apply AD-DROP.
+
+    Layer indices in `addrop_layers` count the model's `ADDropAttention`
+    layers in layer order (see `addrop_attention_layers`). AD-DROP masks are
+    defined for self-attention: each layer's queries and keys are the
+    positions of the padding-mask input.
+
+    Args:
+        inputs: the functional inputs; one of them is the padding mask.
+        outputs: the logits.
+        padding_mask: str. The name of the input holding the padding mask
+            (`True` or 1 for real tokens), shape `(batch, length)`. Defaults
+            to `"padding_mask"`. Pass an all-ones mask if nothing is padded.
+        candidate_ratio: float in [0, 1], `p`. Defaults to `0.3`.
+        drop_rate: float in [0, 1], `q`. Defaults to `0.3`.
+        addrop_layers: `"all"` or indices of `ADDropAttention` layers.
+            Defaults to `(0,)`.
+        attribution: `"gradient"`, `"integrated_gradients"`, `"attention"`
+            or `"random"`. Defaults to `"gradient"`.
+        attribution_labels: `"pseudo"` or `"gold"`. Defaults to `"pseudo"`.
+        drop_region: `"high"` or `"low"`. Defaults to `"high"`.
+        ig_steps: int, integrated-gradient steps. Defaults to 20.
+        seed: int or `None`. Seed of the random drops.
+        **kwargs: passed to `keras.Model` (`name`, ...).
+
+    Raises:
+        ValueError: if the model has no `ADDropAttention` layer, no input
+            named `padding_mask`, or an AD-DROP argument is out of range.
+
+    Example:
+
+    ```python
+    token_ids = keras.Input((None,), dtype="int32", name="token_ids")
+    padding_mask = keras.Input((None,), dtype="bool", name="padding_mask")
+    x = keras.layers.Embedding(1000, 32)(token_ids)
+    mask = keras.ops.expand_dims(padding_mask, 1)  # [B, 1, S]
+    x = x + keras_addrop.layers.ADDropAttention(4, 8)(
+        x, x, attention_mask=mask
+    )
+    logits = keras.layers.Dense(2)(x[:, 0])
+    model = keras_addrop.models.ADDropModel(
+        {"token_ids": token_ids, "padding_mask": padding_mask},
+        logits,
+        addrop_layers="all",
+    )
+    ```
+    """
+
+    def __init__(self, *args, padding_mask="padding_mask", **kwargs):
+        self.padding_mask = padding_mask
+        super().__init__(*args, **kwargs)
+        names = [t.name for t in self.inputs]
+        if padding_mask not in names:
+            raise ValueError(
+                "`ADDropModel` needs a padding-mask input, named by "
+                f"`padding_mask`. The model's inputs are {names}. "
+                f"Received: padding_mask={padding_mask!r}"
+            )
+        self._padding_mask_index = names.index(padding_mask)
+
+    def _addrop_all_attention_layers(self):
+        layers = find_attention_layers(self)
+        if not layers:
+            raise ValueError(
+                "`ADDropModel` needs at least one "
+                "`keras_addrop.layers.ADDropAttention` layer. Received: "
+                f"model with layers {[layer.name for layer in self.layers]}"
+            )
+        return layers
+
+    def _addrop_padding_mask(self, x):
+        if isinstance(x, dict):
+            return x[self.padding_mask]
+        if isinstance(x, (list, tuple)):
+            return x[self._padding_mask_index]
+        return ops.ones_like(x, dtype="bool")
+
+    def get_config(self):
+        config = super().get_config()
+        config["padding_mask"] = self.padding_mask
+        return config
