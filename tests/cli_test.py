@@ -1,0 +1,192 @@
+import contextlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import keras_hub
+import numpy as np
+
+from keras_addrop.cli import main
+from tests.test_case import TestCase
+from tests.test_case import tiny_backbone
+
+WORDS = ["the", "cat", "sat", "on", "mat", "a", "dog", "ran", "far", "away"]
+VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
+
+
+def write_rte(folder, rng):
+    os.makedirs(os.path.join(folder, "RTE"))
+
+    def sentence():
+        return " ".join(rng.choice(WORDS, size=rng.integers(2, 7)))
+
+    for split, count, labelled in (
+        ("train", 24, True),
+        ("dev", 12, True),
+        ("test", 7, False),
+    ):
+        header = "index\tsentence1\tsentence2" + ("\tlabel" if labelled else "")
+        rows = [header]
+        for i in range(count):
+            row = f"{i}\t{sentence()}\t{sentence()}"
+            if labelled:
+                row += "\t" + ("entailment" if i % 2 else "not_entailment")
+            rows.append(row)
+        with open(os.path.join(folder, "RTE", f"{split}.tsv"), "w") as f:
+            f.write("\n".join(rows) + "\n")
+
+
+def run(*argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+class CommandLineTest(TestCase):
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.root, ignore_errors=True)
+        super().tearDownClass()
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.root = tempfile.mkdtemp()
+        cls.glue_dir = os.path.join(cls.root, "glue")
+        write_rte(cls.glue_dir, np.random.default_rng(0))
+        tokenizer = keras_hub.models.BertTokenizer(vocabulary=VOCABULARY)
+        preprocessor = keras_hub.models.BertTextClassifierPreprocessor(
+            tokenizer, sequence_length=16
+        )
+        classifier = keras_hub.models.BertTextClassifier(
+            tiny_backbone(vocabulary_size=len(VOCABULARY)),
+            num_classes=2,
+            preprocessor=preprocessor,
+        )
+        cls.preset = os.path.join(cls.root, "preset")
+        classifier.save_to_preset(cls.preset)
+        cls.common = [
+            "--task", "rte", "--preset", cls.preset, "--glue-dir",
+            cls.glue_dir, "--epochs", "2", "--batch-size", "8",
+            "--max-length", "16", "--learning-rate", "1e-3", "--verbose", "0",
+        ]  # fmt: skip
+
+    def test_finetune_writes_results_logs_plot_and_model(self):
+        output = os.path.join(self.get_temp_dir(), "run")
+        code, out, _ = run(
+            "finetune", *self.common, "--candidate-ratio", "0.5",
+            "--drop-rate", "0.5", "--output", output,
+        )  # fmt: skip
+        self.assertEqual(code, 0)
+        self.assertIn("RTE addrop-gradient", out)
+        with open(os.path.join(output, "results.json")) as f:
+            result = json.load(f)
+        self.assertEqual(result["config"]["candidate_ratio"], 0.5)
+        self.assertEqual(result["train_examples"], 24)
+        self.assertLen(result["epochs"], 2)
+        fractions = [e["addrop_drop_fraction"] for e in result["epochs"]]
+        self.assertEqual(fractions[0], 0.0)
+        self.assertGreater(fractions[1], 0.1)
+        self.assertIn("accuracy", result["best"])
+        self.assertIn(result["best_epoch"], (1, 2))
+        self.assertGreater(result["train_examples_per_second"], 0)
+        for name in ("losses.png", "model.keras"):
+            self.assertTrue(os.path.isfile(os.path.join(output, name)), name)
+        events = [
+            name
+            for _, _, files in os.walk(os.path.join(output, "logs"))
+            for name in files
+            if "tfevents" in name
+        ]
+        self.assertNotEmpty(events)
+
+        # Test-set predictions in the leaderboard format.
+        tsv = os.path.join(output, "RTE.tsv")
+        code, _, _ = run(
+            "predict", "--task", "rte", "--model",
+            os.path.join(output, "model.keras"), "--preset", self.preset,
+            "--glue-dir", self.glue_dir, "--max-length", "16",
+            "--output", tsv,
+        )  # fmt: skip
+        self.assertEqual(code, 0)
+        with open(tsv) as f:
+            lines = f.read().splitlines()
+        self.assertEqual(lines[0], "index\tprediction")
+        self.assertLen(lines, 8)
+        for i, line in enumerate(lines[1:]):
+            index, label = line.split("\t")
+            self.assertEqual(int(index), i)
+            self.assertIn(label, ("entailment", "not_entailment"))
+
+    def test_sweep_resumes_and_summarize_makes_tables_and_heat_map(self):
+        folder = os.path.join(self.get_temp_dir(), "sweep")
+        sweep = [
+            "sweep", *self.common, "--epochs", "1", "--no-save-model",
+            "--candidate-ratios", "0.3", "0.6", "--drop-rates", "0.5",
+            "--seeds", "1", "--output", folder,
+        ]  # fmt: skip
+        self.assertEqual(run(*sweep)[0], 0)
+        runs = sorted(os.listdir(folder))
+        self.assertEqual(runs, ["p0.3_q0.5_seed1", "p0.6_q0.5_seed1"])
+        stamps = [
+            os.path.getmtime(os.path.join(folder, r, "results.json"))
+            for r in runs
+        ]
+        code, out, _ = run(*sweep)
+        self.assertEqual(code, 0)
+        self.assertEqual(out.count("skip"), 2)
+        self.assertEqual(
+            stamps,
+            [
+                os.path.getmtime(os.path.join(folder, r, "results.json"))
+                for r in runs
+            ],
+        )
+        plain = os.path.join(self.get_temp_dir(), "plain")
+        self.assertEqual(
+            run("finetune", *self.common, "--epochs", "1", "--no-addrop",
+                "--no-save-model", "--output", plain)[0],
+            0,
+        )  # fmt: skip
+        table = os.path.join(self.get_temp_dir(), "summary.md")
+        heatmap = os.path.join(self.get_temp_dir(), "heatmap.png")
+        code, out, _ = run(
+            "summarize", folder, plain, "--output", table, "--heatmap", heatmap
+        )
+        self.assertEqual(code, 0)
+        self.assertIn("| RTE | 24 | plain |", out)
+        self.assertIn("addrop-gradient (p=0.6, q=0.5)", out)
+        self.assertIn("gain over plain", out)
+        self.assertTrue(os.path.getsize(heatmap) > 1000)
+        with open(table) as f:
+            self.assertEqual(f.read().strip(), out.strip())
+
+    def test_errors_give_messages_and_exit_codes(self):
+        code, _, err = run(
+            "finetune", "--task", "glue", "--preset", self.preset,
+            "--glue-dir", self.glue_dir, "--output", self.get_temp_dir(),
+        )  # fmt: skip
+        self.assertEqual(code, 2)
+        self.assertIn("Received: task='glue'", err)
+        code, _, err = run(
+            "finetune", "--task", "rte", "--preset", self.preset,
+            "--glue-dir", "/nonexistent", "--output", self.get_temp_dir(),
+        )  # fmt: skip
+        self.assertEqual(code, 2)
+        self.assertIn("glue_dir='/nonexistent'", err)
+        code, _, err = run("summarize", "/nonexistent")
+        self.assertEqual(code, 2)
+        # Bad flags: argparse's own message and exit code 2.
+        result = subprocess.run(
+            [sys.executable, "-m", "keras_addrop.cli", "finetune", "--task",
+             "rte", "--candidate-ratio", "1.5", "--output", "x"],
+            capture_output=True,
+            text=True,
+        )  # fmt: skip
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("expected a float in [0, 1], got 1.5", result.stderr)
