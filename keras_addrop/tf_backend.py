@@ -81,3 +81,45 @@ def loss_and_gradients(loss_fn, variables):
     with tf.GradientTape() as tape:
         scaled_loss, aux = loss_fn()
     return aux, tape.gradient(scaled_loss, variables)
+
+
+def check_distribution_limits(model):
+    """Names the Keras limits under MirroredStrategy before TF hits them.
+
+    Keras 3.15 fails under `MirroredStrategy` (and its multi-worker form)
+    with XLA (keras-team/keras#19005), gradient accumulation (#20582) and
+    `steps_per_execution > 1` (#19246), for any model, with obscure
+    TensorFlow errors. AD-DROP models raise this clear one instead.
+    """
+    strategy = model.distribute_strategy
+    mirrored = (
+        tf.distribute.MirroredStrategy,
+        tf.distribute.MultiWorkerMirroredStrategy,
+    )
+    if not isinstance(strategy, mirrored):
+        return
+    name = type(strategy).__name__
+    optimizer = getattr(model, "optimizer", None)
+    accumulation = getattr(optimizer, "gradient_accumulation_steps", None)
+    limits = [
+        (model.jit_compile, f"jit_compile={model.jit_compile}", "#19005"),
+        (
+            model.steps_per_execution > 1,
+            f"steps_per_execution={model.steps_per_execution}",
+            "#19246",
+        ),
+        (
+            accumulation,
+            f"gradient_accumulation_steps={accumulation}",
+            "#20582",
+        ),
+    ]
+    for broken, received, issue in limits:
+        if broken:
+            raise ValueError(
+                f"Keras 3.15 cannot train under {name} with "
+                f"`{received.split('=')[0]}` (keras-team/keras{issue}; it "
+                "fails for any model). Use the default (jit_compile=False "
+                "or 'auto', steps_per_execution=1, no gradient "
+                f"accumulation) under {name}. Received: {received}"
+            )

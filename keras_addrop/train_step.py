@@ -188,6 +188,10 @@ class ADDropTrainStep:
     def addrop_enabled(self, value):
         self._addrop_switch.assign(bool(value))
 
+    def make_train_function(self, force=False):
+        tf_backend.check_distribution_limits(self)
+        return super().make_train_function(force=force)
+
     def _addrop_padding_mask(self, x):
         return x["padding_mask"]
 

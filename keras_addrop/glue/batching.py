@@ -81,6 +81,9 @@ def _preprocess_all(dataset, preprocessor, labelled):
     if not xs:
         raise ValueError("The dataset to batch is empty.")
     x = {key: np.concatenate([part[key] for part in xs]) for key in xs[0]}
+    # int32 rather than bool: the backbones take int32 masks, and Keras'
+    # first-batch build under tf.distribute cannot average booleans.
+    x["padding_mask"] = x["padding_mask"].astype("int32")
     y = np.concatenate(labels) if labelled else None
     return x, y
 
@@ -159,7 +162,7 @@ def preprocessed_batches(
     ```
     """
     x, y = _preprocess_all(dataset, preprocessor, labelled)
-    lengths = x["padding_mask"].astype("int32").sum(-1)
+    lengths = x["padding_mask"].sum(-1)
     rng = np.random.default_rng(seed) if shuffle else None
     num_batches = -(-len(lengths) // batch_size)
 

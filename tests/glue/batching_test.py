@@ -42,7 +42,7 @@ class BatchingTest(TestCase):
         rows = {}
         for x, y in batches:
             ids = x["token_ids"].numpy()
-            mask = x["padding_mask"].numpy()
+            mask = x["padding_mask"].numpy().astype(bool)
             for row, m, label in zip(ids, mask, y.numpy()):
                 self.assertNotIn(int(label), rows)
                 rows[int(label)] = tuple(row[m])
@@ -70,11 +70,11 @@ class BatchingTest(TestCase):
         first = [tuple(y.numpy()) for _, y in batches]
         second = [tuple(y.numpy()) for _, y in batches]
         self.assertNotEqual(first, second)
-        padding = [(~x["padding_mask"].numpy()).sum() for x, _ in batches]
+        padding = [(x["padding_mask"].numpy() == 0).sum() for x, _ in batches]
         unsorted = preprocessed_batches(
             self.dataset, preprocessor(), 4, length_aware=False
         )
-        wasted = [(~x["padding_mask"].numpy()).sum() for x, _ in unsorted]
+        wasted = [(x["padding_mask"].numpy() == 0).sum() for x, _ in unsorted]
         self.assertLess(sum(padding), sum(wasted) / 4)
 
     def test_predictions_are_the_same_either_way(self):

@@ -1,0 +1,136 @@
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+
+from keras_addrop.attribution import compute_attribution
+from keras_addrop.callbacks import CrossTuning
+from keras_addrop.models import ADDropBertTextClassifier
+from keras_addrop.ops.addrop_mask import top_candidates
+from tests.test_case import TestCase
+from tests.test_case import tiny_backbone
+from tests.test_case import tiny_batch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def deterministic_model(**kwargs):
+    """Dropout 0 and q = 1: every step is a function of the weights."""
+    keras.utils.set_random_seed(0)
+    model = ADDropBertTextClassifier(
+        tiny_backbone(),
+        num_classes=2,
+        dropout=0.0,
+        addrop_layers="all",
+        candidate_ratio=0.5,
+        drop_rate=1.0,
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        **kwargs,
+    )
+    return model
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 2:
+            raise RuntimeError("preempted")
+
+
+class MirroredStrategyTest(TestCase):
+    def test_two_replicas_match_one_device_and_log_drops(self):
+        result = subprocess.run(
+            [sys.executable, os.path.join(HERE, "mirrored_script.py")],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        lines = [
+            line
+            for line in result.stdout.splitlines()
+            if line.startswith("REPORT ")
+        ]
+        self.assertTrue(lines, msg=result.stderr[-3000:])
+        report = json.loads(lines[0][len("REPORT ") :])
+        self.assertEqual(report["replicas"], 2)
+        self.assertLess(report["plain_max_weight_difference"], 1e-5)
+        single, mirrored = report["plain_loss"]
+        self.assertAllClose(single, mirrored, atol=1e-5)
+        self.assertEqual(report["addrop_fractions"][0], 0.0)
+        self.assertAllClose(
+            report["addrop_fractions"][1],
+            report["expected_fraction"],
+            atol=1e-6,
+        )
+        for name, message in report["errors"].items():
+            self.assertIsNotNone(message, msg=name)
+            self.assertIn(f"Received: {name}=", message)
+            self.assertIn("MirroredStrategy", message)
+
+
+class SingleDeviceTest(TestCase):
+    def setUp(self):
+        super().setUp()
+        self.x, self.y = tiny_batch(batch_size=16)
+
+    def test_xla_step_matches_the_graph_step(self):
+        compiled = deterministic_model(jit_compile=True)
+        graph = deterministic_model(jit_compile=False)
+        for model in (compiled, graph):
+            model.fit(self.x, self.y, batch_size=8, shuffle=False, verbose=0)
+        self.assertWeightsClose(compiled, graph, atol=1e-5)
+
+    def test_resumed_run_matches_an_uninterrupted_one(self):
+        backup = os.path.join(self.get_temp_dir(), "backup")
+        fit = dict(batch_size=8, epochs=4, shuffle=False, verbose=0)
+        reference = deterministic_model()
+        full = reference.fit(self.x, self.y, callbacks=[CrossTuning()], **fit)
+        model = deterministic_model()
+        callbacks = [CrossTuning(), keras.callbacks.BackupAndRestore(backup)]
+        with self.assertRaisesRegex(RuntimeError, "preempted"):
+            model.fit(
+                self.x, self.y, callbacks=callbacks + [_Interrupt()], **fit
+            )
+        first = model.history.history["addrop_drop_fraction"]
+        model = deterministic_model()
+        rest = model.fit(self.x, self.y, callbacks=callbacks, **fit)
+        phases = first + rest.history["addrop_drop_fraction"]
+        self.assertAllClose(phases, full.history["addrop_drop_fraction"])
+        self.assertWeightsClose(model, reference, atol=1e-6)
+
+    def test_float16_candidates_agree_with_float32(self):
+        keras.utils.set_random_seed(4)
+        x, _ = tiny_batch(batch_size=16, seq_len=14)
+        reference = ADDropBertTextClassifier(
+            tiny_backbone(num_layers=3, dropout=0.0),
+            num_classes=2,
+            addrop_layers="all",
+            dropout=0.0,
+        )
+        weights = reference.get_weights()
+        full = compute_attribution(reference, x)
+        for policy in ("mixed_float16", "mixed_bfloat16"):
+            keras.mixed_precision.set_global_policy(policy)
+            model = ADDropBertTextClassifier(
+                tiny_backbone(num_layers=3, dropout=0.0),
+                num_classes=2,
+                addrop_layers="all",
+                dropout=0.0,
+            )
+            model.set_weights(weights)
+            for half, single in zip(compute_attribution(model, x), full):
+                self.assertTrue(np.all(np.isfinite(np.asarray(half))))
+                a, _ = top_candidates(half, x["padding_mask"], 0.3)
+                b, _ = top_candidates(single, x["padding_mask"], 0.3)
+                a, b = np.asarray(a), np.asarray(b)
+                agreement = (a & b).sum() / b.sum()
+                if policy == "mixed_float16":
+                    self.assertGreater(agreement, 0.95, msg=policy)
+                else:  # 8 mantissa bits: coarser, but still mostly agree.
+                    self.assertGreater(agreement, 0.8, msg=policy)
+        keras.mixed_precision.set_global_policy("float32")

@@ -1,0 +1,111 @@
+"""Run by `distribute_test.py` in a fresh process: TensorFlow's logical
+devices can only be configured before it initialises."""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras_addrop  # noqa: E402
+from tests.test_case import tiny_backbone  # noqa: E402
+from tests.test_case import tiny_batch  # noqa: E402
+
+
+def build(strategy, **kwargs):
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        model = keras_addrop.models.ADDropBertTextClassifier(
+            tiny_backbone(dropout=0.0), num_classes=2, dropout=0.0, **kwargs
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-2),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+    return model
+
+
+def main():
+    x, y = tiny_batch(batch_size=16)
+    # Keras' symbolic build under a strategy averages a first batch across
+    # replicas, which fails for boolean tensors: masks go in as int32.
+    x["padding_mask"] = x["padding_mask"].astype("int32")
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    single = tf.distribute.get_strategy()
+    report = {"replicas": mirrored.num_replicas_in_sync}
+
+    # AD-DROP off: the mirrored run equals the single-device one.
+    weights = []
+    for strategy in (single, mirrored):
+        model = build(strategy, addrop_layers="all")
+        model.addrop_enabled = False
+        history = model.fit(
+            x, y, batch_size=8, epochs=2, shuffle=False, verbose=0
+        )
+        weights.append([w.numpy() for w in model.weights])
+        report.setdefault("plain_loss", []).append(history.history["loss"])
+    report["plain_max_weight_difference"] = float(
+        max(np.abs(a - b).max() for a, b in zip(*weights))
+    )
+
+    # AD-DROP on, with cross-tuning.
+    model = build(
+        mirrored, addrop_layers="all", candidate_ratio=1.0, drop_rate=1.0
+    )
+    history = model.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=2,
+        verbose=0,
+        callbacks=[keras_addrop.callbacks.CrossTuning()],
+    )
+    report["addrop_fractions"] = history.history["addrop_drop_fraction"]
+    report["addrop_loss"] = history.history["loss"]
+    lengths = x["padding_mask"].sum(-1)
+    report["expected_fraction"] = float(
+        (lengths * (lengths - 1)).sum() / (lengths**2).sum()
+    )
+
+    # Keras' own limits under MirroredStrategy are named by our model.
+    errors = {}
+    for name, compile_kwargs, optimizer_kwargs in (
+        ("jit_compile", {"jit_compile": True}, {}),
+        ("steps_per_execution", {"steps_per_execution": 2}, {}),
+        ("gradient_accumulation_steps", {}, {"gradient_accumulation_steps": 2}),
+    ):
+        with mirrored.scope():
+            model = keras_addrop.models.ADDropBertTextClassifier(
+                tiny_backbone(), num_classes=2
+            )
+            model.compile(
+                optimizer=keras.optimizers.Adam(**optimizer_kwargs),
+                loss=keras.losses.SparseCategoricalCrossentropy(
+                    from_logits=True
+                ),
+                **compile_kwargs,
+            )
+        try:
+            model.fit(x, y, batch_size=8, verbose=0)
+            errors[name] = None
+        except ValueError as error:
+            errors[name] = str(error)
+    report["errors"] = errors
+    print("REPORT " + json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
