@@ -98,6 +98,14 @@ def _add_training_arguments(parser):
         help="Pad every batch to --max-length.",
     )
     parser.add_argument("--no-save-model", action="store_true")
+    parser.add_argument(
+        "--strategy",
+        choices=("none", "mirrored", "multi-worker"),
+        default="none",
+        help="tf.distribute strategy: MirroredStrategy over the local "
+        "devices, or MultiWorkerMirroredStrategy over the cluster in "
+        "TF_CONFIG.",
+    )
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None)
 
 

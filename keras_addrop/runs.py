@@ -88,7 +88,7 @@ def run_config(args):
         "learning_rate", "weight_decay", "max_length", "candidate_ratio",
         "drop_rate", "addrop_layers", "attribution", "labels", "drop_region",
         "ig_steps", "no_addrop", "no_cross_tuning", "seed", "train_limit",
-        "few_shot", "sample_seed", "patience", "no_length_aware",
+        "few_shot", "sample_seed", "patience", "no_length_aware", "strategy",
     ]  # fmt: skip
     config = {key: getattr(args, key) for key in keys}
     if isinstance(config["addrop_layers"], tuple):
@@ -109,8 +109,89 @@ def method_name(config):
     return name
 
 
+def make_strategy(name):
+    """The `tf.distribute` strategy for `--strategy`; created first, as
+    MultiWorkerMirroredStrategy requires."""
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi-worker":
+        if "TF_CONFIG" not in os.environ:
+            raise RunError(
+                "--strategy multi-worker reads the cluster from the "
+                "TF_CONFIG environment variable, which is not set"
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def worker_output(output):
+    """The chief writes to `output`; other workers to a sub-folder."""
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    kind = cluster.get("task", {}).get("type", "chief")
+    index = cluster.get("task", {}).get("index", 0)
+    has_chief = "chief" in cluster.get("cluster", {})
+    if kind == "chief" or (not has_chief and kind == "worker" and index == 0):
+        return output
+    return os.path.join(output, f"{kind}_{index}")
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Appends each epoch's record to a JSON-lines file, so a resumed run
+    keeps the epochs that ran before the interruption."""
+
+    def __init__(self, path, evaluation):
+        super().__init__()
+        self.path = path
+        self.evaluation = evaluation
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": float(logs.get("loss", float("nan"))),
+            "addrop_drop_fraction": float(logs.get("addrop_drop_fraction", 0)),
+            "dev": self.evaluation.history[-1],
+        }
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def read_epoch_log(path):
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def resumable_epochs(backup, epoch_log):
+    """The logged epochs that the backup in `backup` resumes after.
+
+    The log is written before the backup at every epoch end, so it may hold
+    one epoch more than the backup; that epoch will run again and is
+    dropped. Without a backup the run starts afresh.
+    """
+    metadata = os.path.join(backup, "training_metadata.json")
+    finished = 0
+    if os.path.isfile(metadata):
+        try:
+            with open(metadata) as f:
+                finished = json.load(f)["epoch"]
+        except (ValueError, KeyError):
+            finished = 0  # Killed while writing it: nothing to trust.
+    records = [r for r in read_epoch_log(epoch_log) if r["epoch"] <= finished]
+    with open(epoch_log, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+    return records
+
+
 def finetune(args):
-    """One fine-tuning run; writes `results.json` and returns its content."""
+    """One fine-tuning run; writes `results.json` and returns its content.
+
+    The run backs itself up every epoch (`keras.callbacks.BackupAndRestore`
+    in `OUTPUT/backup`): the same command, run again after an interruption,
+    resumes from the last finished epoch, in the right cross-tuning phase.
+    """
+    strategy = make_strategy(getattr(args, "strategy", "none"))
     task = glue.get_task(args.task)
     if args.few_shot is not None and task.is_regression:
         raise RunError(
@@ -119,7 +200,8 @@ def finetune(args):
     preset = resolve_preset(args.preset)
     config = run_config(args)
     config["preset"] = preset
-    os.makedirs(args.output, exist_ok=True)
+    output = worker_output(args.output)
+    os.makedirs(output, exist_ok=True)
     keras.utils.set_random_seed(args.seed)
 
     texts, labels = load_arrays(task, "train", args.glue_dir, args.data_dir)
@@ -144,21 +226,22 @@ def finetune(args):
         ig_steps=args.ig_steps,
         seed=args.seed,
     )
-    model = cls.from_preset(
-        preset, num_classes=task.num_classes, preprocessor=None, **addrop
-    )
-    model.addrop_enabled = not args.no_addrop
-    loss = (
-        keras.losses.MeanSquaredError()
-        if task.is_regression
-        else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    )
-    model.compile(
-        optimizer=keras.optimizers.AdamW(
-            args.learning_rate, weight_decay=args.weight_decay
-        ),
-        loss=loss,
-    )
+    with strategy.scope():
+        model = cls.from_preset(
+            preset, num_classes=task.num_classes, preprocessor=None, **addrop
+        )
+        model.addrop_enabled = not args.no_addrop
+        loss = (
+            keras.losses.MeanSquaredError()
+            if task.is_regression
+            else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        )
+        model.compile(
+            optimizer=keras.optimizers.AdamW(
+                args.learning_rate, weight_decay=args.weight_decay
+            ),
+            loss=loss,
+        )
 
     length_aware = not args.no_length_aware
     train = glue.preprocessed_batches(
@@ -175,32 +258,24 @@ def finetune(args):
         args.batch_size,
         length_aware=length_aware,
     )
-    evaluation = glue.GlueEvaluation(task, dev, patience=args.patience)
-    callbacks = [evaluation]
+    backup = os.path.join(output, "backup")
+    epoch_log = os.path.join(output, "epochs.jsonl")
+    previous = resumable_epochs(backup, epoch_log)
+    evaluation = glue.GlueEvaluation(
+        task, dev, patience=args.patience, history=[e["dev"] for e in previous]
+    )
+    callbacks = [evaluation, EpochLog(epoch_log, evaluation)]
     if not args.no_addrop and not args.no_cross_tuning:
         callbacks.append(CrossTuning())
-    callbacks.append(
-        keras.callbacks.TensorBoard(os.path.join(args.output, "logs"))
-    )
+    callbacks += [
+        keras.callbacks.TensorBoard(os.path.join(output, "logs")),
+        keras.callbacks.BackupAndRestore(backup),
+    ]
     verbose = args.verbose if args.verbose is not None else "auto"
     start = time.time()
-    history = model.fit(
-        train, epochs=args.epochs, callbacks=callbacks, verbose=verbose
-    )
+    model.fit(train, epochs=args.epochs, callbacks=callbacks, verbose=verbose)
     seconds = time.time() - start
-
-    epochs = []
-    for i, metrics in enumerate(evaluation.history):
-        epochs.append(
-            {
-                "epoch": i + 1,
-                "train_loss": history.history["loss"][i],
-                "addrop_drop_fraction": history.history.get(
-                    "addrop_drop_fraction", [0.0] * (i + 1)
-                )[i],
-                "dev": metrics,
-            }
-        )
+    epochs = read_epoch_log(epoch_log)
     result = {
         "config": config,
         "method": method_name(config),
@@ -215,14 +290,17 @@ def finetune(args):
         "best_epoch": evaluation.best_epoch,
         "best": evaluation.best,
         "last": evaluation.history[-1],
+        "resumed_after_epoch": len(previous),
         "wall_seconds": seconds,
-        "train_examples_per_second": len(indices) * len(epochs) / seconds,
+        "train_examples_per_second": len(indices)
+        * (len(epochs) - len(previous))
+        / seconds,
     }
     if not args.no_save_model:
-        model.save(os.path.join(args.output, "model.keras"))
-    with open(os.path.join(args.output, RESULTS_FILE), "w") as f:
+        model.save(os.path.join(output, "model.keras"))
+    with open(os.path.join(output, RESULTS_FILE), "w") as f:
         json.dump(result, f, indent=1)
-    plot_losses(result, os.path.join(args.output, "losses.png"))
+    plot_losses(result, os.path.join(output, "losses.png"))
     return result
 
 

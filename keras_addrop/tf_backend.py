@@ -123,3 +123,41 @@ def check_distribution_limits(model):
                 "or 'auto', steps_per_execution=1, no gradient "
                 f"accumulation) under {name}. Received: {received}"
             )
+
+
+def first_replica_batch(iterator):
+    """The first batch of a Keras epoch iterator, as one replica sees it.
+
+    Keras' own first-batch build under `tf.distribute` averages the batch
+    across replicas with `strategy.reduce`, which fails for boolean masks
+    (Mirrored) and for dict inputs (MultiWorkerMirrored): keras-hub's
+    inputs are both. One replica's values build the model just as well.
+    """
+    for _, _, it in iterator:
+        batch = next(it)
+        break
+    return tf.nest.map_structure(
+        lambda v: (
+            tf.distribute.get_strategy().experimental_local_results(v)[0]
+            if isinstance(v, tf.distribute.DistributedValues)
+            else v
+        ),
+        batch,
+    )
+
+
+def is_multi_worker(strategy):
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def logs_for_strategy(logs):
+    """Step logs in the shape Keras can reduce under the active strategy.
+
+    Keras 3.15 reduces a step's logs across workers with
+    `strategy.reduce("MEAN", value, axis=0)`, which fails for the scalar
+    logs every step returns. Under MultiWorkerMirroredStrategy each value
+    is given a leading axis of 1, which that reduction removes again.
+    """
+    if not is_multi_worker(tf.distribute.get_strategy()):
+        return logs
+    return {key: tf.reshape(value, (1,)) for key, value in logs.items()}

@@ -188,6 +188,16 @@ class ADDropTrainStep:
     def addrop_enabled(self, value):
         self._addrop_switch.assign(bool(value))
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3.15 (TensorFlow trainer) builds a distributed model from a
+        # cross-replica average of its first batch, which fails for
+        # keras-hub inputs; see `tf_backend.first_replica_batch`.
+        if self._distribute_strategy is None or iterator is None:
+            return super()._maybe_symbolic_build(iterator, data_batch)
+        with self.distribute_strategy.scope():
+            batch = tf_backend.first_replica_batch(iterator)
+            self._symbolic_build(data_batch=batch)
+
     def make_train_function(self, force=False):
         tf_backend.check_distribution_limits(self)
         return super().make_train_function(force=force)
@@ -330,11 +340,12 @@ class ADDropTrainStep:
             dropped / ops.maximum(real_pairs, 1.0),
             sample_weight=real_pairs,
         )
-        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        return tf_backend.logs_for_strategy(logs)
 
     def test_step(self, data):
         logs = super().test_step(data)
         # Evaluation never drops anything; a constant 0 would only clutter
         # the validation logs.
         logs.pop(DROP_FRACTION, None)
-        return logs
+        return tf_backend.logs_for_strategy(logs)

@@ -3,9 +3,11 @@ import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 import keras_hub
 import numpy as np
@@ -47,7 +49,9 @@ def run(*argv):
     return code, out.getvalue(), err.getvalue()
 
 
-class CommandLineTest(TestCase):
+class _Fixtures(TestCase):
+    """A tiny keras-hub preset folder and a tiny RTE folder, once a class."""
+
     @classmethod
     def tearDownClass(cls):
         shutil.rmtree(cls.root, ignore_errors=True)
@@ -76,6 +80,8 @@ class CommandLineTest(TestCase):
             "--max-length", "16", "--learning-rate", "1e-3", "--verbose", "0",
         ]  # fmt: skip
 
+
+class CommandLineTest(_Fixtures):
     def test_finetune_writes_results_logs_plot_and_model(self):
         output = os.path.join(self.get_temp_dir(), "run")
         code, out, _ = run(
@@ -190,3 +196,82 @@ class CommandLineTest(TestCase):
         )  # fmt: skip
         self.assertEqual(result.returncode, 2)
         self.assertIn("expected a float in [0, 1], got 1.5", result.stderr)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def command(*argv):
+    return [sys.executable, "-m", "keras_addrop.cli", *argv]
+
+
+class FaultToleranceTest(_Fixtures):
+    def test_two_workers_train_to_completion(self):
+        output = os.path.join(self.get_temp_dir(), "multi")
+        workers = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+        processes = []
+        for index in range(2):
+            cluster = {
+                "cluster": {"worker": workers},
+                "task": {"type": "worker", "index": index},
+            }
+            env = dict(os.environ, TF_CONFIG=json.dumps(cluster))
+            processes.append(
+                subprocess.Popen(
+                    command("finetune", *self.common, "--strategy",
+                            "multi-worker", "--no-save-model", "--output",
+                            output),
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )  # fmt: skip
+        for process in processes:
+            _, err = process.communicate(timeout=600)
+            self.assertEqual(process.returncode, 0, msg=err[-3000:])
+        with open(os.path.join(output, "results.json")) as f:
+            result = json.load(f)
+        self.assertEqual(result["config"]["strategy"], "multi-worker")
+        fractions = [e["addrop_drop_fraction"] for e in result["epochs"]]
+        self.assertEqual(fractions[0], 0.0)
+        self.assertGreater(fractions[1], 0.05)
+        self.assertTrue(
+            os.path.isfile(os.path.join(output, "worker_1", "results.json"))
+        )
+
+    def test_killed_run_resumes_without_losing_epochs(self):
+        output = os.path.join(self.get_temp_dir(), "resume")
+        argv = command(
+            "finetune", *self.common, "--epochs", "4", "--no-save-model",
+            "--output", output,
+        )  # fmt: skip
+        metadata = os.path.join(output, "backup", "training_metadata.json")
+        process = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.time() + 300
+        while time.time() < deadline and process.poll() is None:
+            if os.path.isfile(metadata):  # Epoch 1 is backed up.
+                break
+            time.sleep(0.05)
+        process.kill()
+        process.wait()
+        self.assertFalse(
+            os.path.isfile(os.path.join(output, "results.json")),
+            msg="the run finished before it could be interrupted",
+        )
+        result = subprocess.run(argv, capture_output=True, text=True)
+        self.assertEqual(result.returncode, 0, msg=result.stderr[-3000:])
+        with open(os.path.join(output, "results.json")) as f:
+            resumed = json.load(f)
+        self.assertGreaterEqual(resumed["resumed_after_epoch"], 1)
+        self.assertEqual([e["epoch"] for e in resumed["epochs"]], [1, 2, 3, 4])
+        fractions = [e["addrop_drop_fraction"] for e in resumed["epochs"]]
+        self.assertEqual(fractions[0], 0.0)
+        self.assertEqual(fractions[2], 0.0)
+        self.assertGreater(fractions[1], 0.05)
+        self.assertGreater(fractions[3], 0.05)

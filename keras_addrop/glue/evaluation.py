@@ -1,9 +1,11 @@
 """Scoring GLUE dev sets during `fit`."""
 
 import math
+import weakref
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_addrop.glue.metrics import glue_metrics
 from keras_addrop.glue.metrics import predictions_from_outputs
@@ -17,9 +19,10 @@ def evaluate_glue(model, task, dataset):
         A dict from metric name to float: the task's metrics, then `"loss"`
         (cross-entropy of the logits, or mean squared error for regression).
     """
+    predict = _predict_function(model)
     labels, outputs = [], []
     for x, y in dataset:
-        outputs.append(np.asarray(model.predict_on_batch(x), "float64"))
+        outputs.append(np.asarray(predict(x), "float64"))
         labels.append(np.asarray(y))
     task = get_task(task)
     outputs, labels = np.concatenate(outputs), np.concatenate(labels)
@@ -27,6 +30,20 @@ def evaluate_glue(model, task, dataset):
     metrics = glue_metrics(task, labels, predictions)
     metrics["loss"] = dev_loss(task, labels, outputs)
     return metrics
+
+
+_PREDICT_FUNCTIONS = weakref.WeakKeyDictionary()
+
+
+def _predict_function(model):
+    # A plain call on this process's batches: `predict_on_batch` would
+    # gather every worker's copy under a multi-worker strategy. Cached, so
+    # that later epochs reuse the traces.
+    if model not in _PREDICT_FUNCTIONS:
+        _PREDICT_FUNCTIONS[model] = tf.function(
+            lambda x: model(x, training=False), reduce_retracing=True
+        )
+    return _PREDICT_FUNCTIONS[model]
 
 
 def dev_loss(task, labels, outputs):
@@ -58,6 +75,9 @@ class GlueEvaluation(keras.callbacks.Callback):
             (e.g. from `keras_addrop.glue.preprocessed_batches`).
         patience: int or `None`. Epochs without improvement before stopping;
             `None` never stops.
+        history: list of metric dicts of epochs already run (a resumed
+            run), replayed so that the best epoch and the patience count
+            carry over.
 
     Attributes:
         history: list of per-epoch metric dicts.
@@ -73,7 +93,7 @@ class GlueEvaluation(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, task, dataset, patience=None):
+    def __init__(self, task, dataset, patience=None, history=None):
         super().__init__()
         self.task = get_task(task)
         self.dataset = dataset
@@ -83,28 +103,29 @@ class GlueEvaluation(keras.callbacks.Callback):
                 f"patience={patience}"
             )
         self.patience = patience
-        self.history = []
-        self.best_epoch = None
-        self.best = None
-        self._wait = 0
+        self._initial_history = list(history or [])
+        self.on_train_begin()
 
     def on_train_begin(self, logs=None):
         self.history, self.best_epoch, self.best, self._wait = [], None, None, 0
+        for epoch, metrics in enumerate(self._initial_history):
+            self._track(epoch, metrics)
 
     def on_epoch_end(self, epoch, logs=None):
         metrics = evaluate_glue(self.model, self.task, self.dataset)
-        self.history.append(metrics)
         if logs is not None:
-            logs.update(
-                {f"val_{name}": value for name, value in metrics.items()}
-            )
-        main = metrics[self.task.metrics[0]]
-        best = (
-            -math.inf if self.best is None else self.best[self.task.metrics[0]]
-        )
+            logs.update({f"val_{k}": v for k, v in metrics.items()})
+        self._track(epoch, metrics)
+
+    def _track(self, epoch, metrics):
+        self.history.append(metrics)
+        key = self.task.metrics[0]
+        main = metrics[key]
+        best = -math.inf if self.best is None else self.best[key]
         if main > best or math.isnan(best):
             self.best, self.best_epoch, self._wait = metrics, epoch + 1, 0
         else:
             self._wait += 1
             if self.patience is not None and self._wait >= self.patience:
-                self.model.stop_training = True
+                if self.model is not None:
+                    self.model.stop_training = True
