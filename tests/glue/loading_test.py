@@ -153,3 +153,31 @@ class RealGlueFilesTest(TestCase):
             iter(load_glue("sst2", "dev", glue_dir=GLUE_DIR))
         )
         self.assertEqual(sentence.shape, ())
+
+
+class TfdsLoadingTest(TestCase):
+    def test_tfds_elements_match_the_tsv_layout(self):
+        import tensorflow_datasets as tfds
+
+        policy = tfds.testing.MockPolicy.USE_CODE
+        with tfds.testing.mock_data(num_examples=4, policy=policy):
+            (first, second), label = next(iter(load_glue("mrpc", "train")))
+            self.assertEqual(first.dtype.name, "string")
+            self.assertEqual(label.dtype.name, "int32")
+            sentence, label = next(iter(load_glue("cola", "dev")))
+            self.assertEqual(sentence.shape, ())
+            _, score = next(iter(load_glue("stsb", "validation")))
+            self.assertEqual(score.dtype.name, "float32")
+            # Test splits have no labels: features only.
+            pair = next(iter(load_glue("rte", "test")))
+            self.assertLen(pair, 2)
+            self.assertEqual(pair[0].dtype.name, "string")
+            # Split expressions pass through (the mock ignores the slice).
+            self.assertNotEmpty(list(load_glue("mrpc", "train[:2]")))
+            with self.assertRaisesRegex(ValueError, "Received: split='tran'"):
+                load_glue("mrpc", "tran[:2]")
+
+    def test_failed_tfds_load_points_to_offline_options(self):
+        folder = self.get_temp_dir()
+        with self.assertRaisesRegex(RuntimeError, "glue_dir="):
+            load_glue("rte", "train", data_dir=folder, download=False)
