@@ -19,6 +19,7 @@ def evaluate_glue(model, task, dataset):
         A dict from metric name to float: the task's metrics, then `"loss"`
         (cross-entropy of the logits, or mean squared error for regression).
     """
+    _check_labelled(dataset)
     predict = _predict_function(model)
     labels, outputs = [], []
     for x, y in dataset:
@@ -30,6 +31,17 @@ def evaluate_glue(model, task, dataset):
     metrics = glue_metrics(task, labels, predictions)
     metrics["loss"] = dev_loss(task, labels, outputs)
     return metrics
+
+
+def _check_labelled(dataset):
+    spec = getattr(dataset, "element_spec", None)
+    if spec is not None and not (isinstance(spec, tuple) and len(spec) == 2):
+        raise ValueError(
+            "Evaluation needs labels, and this dataset has none: GLUE test "
+            "splits are unlabelled (their labels are hidden by the "
+            "benchmark). Evaluate on the validation split; predict on test. "
+            f"Received: element_spec={spec}"
+        )
 
 
 _PREDICT_FUNCTIONS = weakref.WeakKeyDictionary()
@@ -96,6 +108,7 @@ class GlueEvaluation(keras.callbacks.Callback):
     def __init__(self, task, dataset, patience=None, history=None):
         super().__init__()
         self.task = get_task(task)
+        _check_labelled(dataset)
         self.dataset = dataset
         if patience is not None and patience < 1:
             raise ValueError(
