@@ -209,9 +209,8 @@ def command(*argv):
 
 
 class FaultToleranceTest(_Fixtures):
-    def test_two_workers_train_to_completion(self):
-        output = os.path.join(self.get_temp_dir(), "multi")
-        workers = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    def start_workers(self, output, *extra):
+        workers = self.workers
         processes = []
         for index in range(2):
             cluster = {
@@ -223,22 +222,47 @@ class FaultToleranceTest(_Fixtures):
                 subprocess.Popen(
                     command("finetune", *self.common, "--strategy",
                             "multi-worker", "--no-save-model", "--output",
-                            output),
+                            output, *extra),
                     env=env,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     text=True,
                 )
             )  # fmt: skip
-        for process in processes:
+        return processes
+
+    def test_two_workers_train_and_resume_after_being_stopped(self):
+        output = os.path.join(self.get_temp_dir(), "multi")
+        self.workers = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+        processes = self.start_workers(output, "--epochs", "4")
+        backups = [
+            os.path.join(output, "backup", "training_metadata.json"),
+            os.path.join(
+                output, "worker_1", "backup", "training_metadata.json"
+            ),
+        ]
+        deadline = time.time() + 300
+        while time.time() < deadline and all(
+            p.poll() is None for p in processes
+        ):
+            if all(os.path.isfile(b) for b in backups):
+                break
+            time.sleep(0.05)
+        for process in processes:  # Both stopped after epoch 1's backup.
+            process.kill()
+            process.wait()
+        self.assertFalse(os.path.isfile(os.path.join(output, "results.json")))
+        self.workers = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+        for process in self.start_workers(output, "--epochs", "4"):
             _, err = process.communicate(timeout=600)
             self.assertEqual(process.returncode, 0, msg=err[-3000:])
         with open(os.path.join(output, "results.json")) as f:
             result = json.load(f)
         self.assertEqual(result["config"]["strategy"], "multi-worker")
+        self.assertGreaterEqual(result["resumed_after_epoch"], 1)
+        self.assertEqual([e["epoch"] for e in result["epochs"]], [1, 2, 3, 4])
         fractions = [e["addrop_drop_fraction"] for e in result["epochs"]]
-        self.assertEqual(fractions[0], 0.0)
-        self.assertGreater(fractions[1], 0.05)
+        self.assertEqual([f > 0 for f in fractions], [False, True, False, True])
         self.assertTrue(
             os.path.isfile(os.path.join(output, "worker_1", "results.json"))
         )
