@@ -94,28 +94,8 @@ class ADDropTrainStep:
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
-        self._init_addrop(
-            candidate_ratio=candidate_ratio,
-            drop_rate=drop_rate,
-            addrop_layers=addrop_layers,
-            attribution=attribution,
-            attribution_labels=attribution_labels,
-            drop_region=drop_region,
-            ig_steps=ig_steps,
-            seed=seed,
-        )
-
-    def _init_addrop(
-        self,
-        candidate_ratio=0.3,
-        drop_rate=0.3,
-        addrop_layers=(0,),
-        attribution="gradient",
-        attribution_labels="pseudo",
-        drop_region="high",
-        ig_steps=20,
-        seed=None,
-    ):
+        # After the base class: layer indices are checked against the built
+        # model's attention layers.
         self.candidate_ratio = validate_ratio(
             "candidate_ratio", candidate_ratio
         )

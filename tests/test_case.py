@@ -55,6 +55,17 @@ def tiny_batch(batch_size=8, seq_len=10, vocabulary_size=30, seed=0):
     return x, y
 
 
+def compile_for_test(model, learning_rate=1e-2, **kwargs):
+    """Adam, sparse cross-entropy on logits, accuracy; `kwargs` to compile."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["sparse_categorical_accuracy"],
+        **kwargs,
+    )
+    return model
+
+
 class TestCase(parameterized.TestCase):
     def setUp(self):
         super().setUp()

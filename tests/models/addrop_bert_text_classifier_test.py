@@ -8,6 +8,7 @@ import pytest
 from keras_addrop.layers import ADDropAttention
 from keras_addrop.models import ADDropBertTextClassifier
 from tests.test_case import TestCase
+from tests.test_case import compile_for_test
 from tests.test_case import minilm_path
 from tests.test_case import tiny_backbone
 from tests.test_case import tiny_batch
@@ -15,15 +16,6 @@ from tests.test_case import tiny_batch
 VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [
     "the", "cat", "sat", "on", "mat", "a", "dog", "ran", "far", "away",
 ]  # fmt: skip
-
-
-def compile_for_test(model, learning_rate=1e-2, **kwargs):
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["sparse_categorical_accuracy"],
-        **kwargs,
-    )
 
 
 def twin_models(num_layers=2, dropout=0.0, **addrop_kwargs):

@@ -4,6 +4,7 @@ from keras_addrop.callbacks import CrossTuning
 from keras_addrop.layers import ADDropAttention
 from keras_addrop.models import ADDropModel
 from tests.test_case import TestCase
+from tests.test_case import compile_for_test
 from tests.test_case import tiny_batch
 
 
@@ -43,13 +44,6 @@ def build_graph(num_blocks=2, list_inputs=False):
         else {"token_ids": token_ids, "padding_mask": padding_mask}
     )
     return inputs, logits
-
-
-def compile_for_test(model):
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-2),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
 
 
 class ADDropModelTest(TestCase):
