@@ -15,7 +15,8 @@ METHODS = ("gradient", "integrated_gradients", "attention", "random")
 # Under float16 the gradients w.r.t. attention weights underflow (most of
 # the first layer's become exactly 0). Only their ranking matters, so the
 # float32 target is scaled up before differentiating and the result scaled
-# back; 2**10 keeps agreement with float32 above 99% on BERT.
+# back. With 2**10, the top-30% candidates agree with float32's on more
+# than 95% of positions (tests/distribute_test.py).
 FLOAT16_TARGET_SCALE = 1024.0
 
 
