@@ -53,6 +53,14 @@ def _add_training_arguments(parser):
         help="Folder in the GLUE TSV layout. Without it, tensorflow-datasets.",
     )
     parser.add_argument("--data-dir", default=None, help="tfds data folder.")
+    parser.add_argument(
+        "--pooling",
+        choices=("cls", "mean"),
+        default="cls",
+        help="Classification head: keras-hub's [CLS] pooler, or the mean of "
+        "the token outputs (what sentence encoders such as MiniLM-L6 were "
+        "trained with).",
+    )
     parser.add_argument("--epochs", type=_positive, default=3)
     parser.add_argument("--batch-size", type=_positive, default=32)
     parser.add_argument("--learning-rate", type=float, default=2e-5)

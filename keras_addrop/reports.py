@@ -49,14 +49,16 @@ def summary_rows(results):
             method += (
                 f" (p={config['candidate_ratio']:g}, q={config['drop_rate']:g})"
             )
-        groups[(r["task"], r["train_examples"], method)].append(r)
+        head = config.get("pooling", "cls")
+        groups[(r["task"], r["train_examples"], head, method)].append(r)
     rows = []
-    for (task, size, method), runs in sorted(groups.items()):
+    for (task, size, head, method), runs in sorted(groups.items()):
         main = runs[0]["main_metric"]
         rows.append(
             {
                 "task": task,
                 "train_examples": size,
+                "head": head,
                 "method": method,
                 "metric": main,
                 "seeds": sorted(r["config"]["seed"] for r in runs),
@@ -70,13 +72,14 @@ def summary_rows(results):
 
 def markdown_table(rows):
     lines = [
-        "| task | train examples | method | metric | seeds | best epoch "
-        "(mean ± std) | last epoch (mean ± std) | majority |",
-        "|---|---|---|---|---|---|---|---|",
+        "| task | train examples | head | method | metric | seeds | best "
+        "epoch (mean ± std) | last epoch (mean ± std) | majority |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
-            f"| {row['task']} | {row['train_examples']} | {row['method']} | "
+            f"| {row['task']} | {row['train_examples']} | {row['head']} | "
+            f"{row['method']} | "
             f"{row['metric']} | {len(row['seeds'])} | {_mean_std(row['best'])}"
             f" | {_mean_std(row['last'])} | {100 * row['majority']:.1f} |"
         )
@@ -85,24 +88,22 @@ def markdown_table(rows):
         if plain["method"] != "plain":
             continue
         for other in rows:
-            same = (other["task"], other["train_examples"]) == (
-                plain["task"],
-                plain["train_examples"],
-            )
+            keys = ("task", "train_examples", "head")
+            same = all(other[key] == plain[key] for key in keys)
             if same and other["method"] != "plain":
                 best = np.mean(other["best"]) - np.mean(plain["best"])
                 last = np.mean(other["last"]) - np.mean(plain["last"])
                 gains.append(
                     f"| {plain['task']} | {plain['train_examples']} | "
-                    f"{other['method']} | {100 * best:+.1f} | "
-                    f"{100 * last:+.1f} |"
+                    f"{plain['head']} | {other['method']} | "
+                    f"{100 * best:+.1f} | {100 * last:+.1f} |"
                 )
     if gains:
         lines += [
             "",
-            "| task | train examples | method | gain over plain, best epoch "
-            "| gain over plain, last epoch |",
-            "|---|---|---|---|---|",
+            "| task | train examples | head | method | gain over plain, best "
+            "epoch | gain over plain, last epoch |",
+            "|---|---|---|---|---|---|",
             *gains,
         ]
     return "\n".join(lines)

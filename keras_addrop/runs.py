@@ -55,6 +55,18 @@ def classifier_class(preset):
     )
 
 
+def build_classifier(cls, preset, pooling, task, addrop):
+    """The AD-DROP classifier with a `"cls"` or `"mean"` pooling head."""
+    from keras_addrop.models import mean_pooling_classifier
+
+    if pooling == "mean":
+        backbone = cls.backbone_cls.from_preset(preset)
+        return mean_pooling_classifier(backbone, task.num_classes, **addrop)
+    return cls.from_preset(
+        preset, num_classes=task.num_classes, preprocessor=None, **addrop
+    )
+
+
 def load_arrays(task, split, glue_dir=None, data_dir=None):
     """A split as `(texts, labels)` numpy-friendly lists, from either source."""
     if glue_dir is not None:
@@ -84,9 +96,10 @@ def to_dataset(texts, labels=None, indices=None):
 
 def run_config(args):
     keys = [
-        "task", "preset", "glue_dir", "data_dir", "epochs", "batch_size",
-        "learning_rate", "weight_decay", "max_length", "candidate_ratio",
-        "drop_rate", "addrop_layers", "attribution", "labels", "drop_region",
+        "task", "preset", "pooling", "glue_dir", "data_dir", "epochs",
+        "batch_size", "learning_rate", "weight_decay", "max_length",
+        "candidate_ratio", "drop_rate", "addrop_layers", "attribution",
+        "labels", "drop_region",
         "ig_steps", "no_addrop", "no_cross_tuning", "seed", "train_limit",
         "few_shot", "sample_seed", "patience", "no_length_aware", "strategy",
     ]  # fmt: skip
@@ -227,9 +240,7 @@ def finetune(args):
         seed=args.seed,
     )
     with strategy.scope():
-        model = cls.from_preset(
-            preset, num_classes=task.num_classes, preprocessor=None, **addrop
-        )
+        model = build_classifier(cls, preset, args.pooling, task, addrop)
         model.addrop_enabled = not args.no_addrop
         loss = (
             keras.losses.MeanSquaredError()
@@ -241,6 +252,8 @@ def finetune(args):
                 args.learning_rate, weight_decay=args.weight_decay
             ),
             loss=loss,
+            # keras-hub's default accuracy means nothing for regression.
+            metrics=[] if task.is_regression else ["accuracy"],
         )
 
     length_aware = not args.no_length_aware
@@ -273,7 +286,14 @@ def finetune(args):
     ]
     verbose = args.verbose if args.verbose is not None else "auto"
     start = time.time()
-    model.fit(train, epochs=args.epochs, callbacks=callbacks, verbose=verbose)
+    # The batches are shuffled already (seeded, length-aware).
+    model.fit(
+        train,
+        epochs=args.epochs,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,
+    )
     seconds = time.time() - start
     epochs = read_epoch_log(epoch_log)
     result = {

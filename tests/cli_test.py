@@ -86,13 +86,14 @@ class CommandLineTest(_Fixtures):
         output = os.path.join(self.get_temp_dir(), "run")
         code, out, _ = run(
             "finetune", *self.common, "--candidate-ratio", "0.5",
-            "--drop-rate", "0.5", "--output", output,
+            "--drop-rate", "0.5", "--pooling", "mean", "--output", output,
         )  # fmt: skip
         self.assertEqual(code, 0)
         self.assertIn("RTE addrop-gradient", out)
         with open(os.path.join(output, "results.json")) as f:
             result = json.load(f)
         self.assertEqual(result["config"]["candidate_ratio"], 0.5)
+        self.assertEqual(result["config"]["pooling"], "mean")
         self.assertEqual(result["train_examples"], 24)
         self.assertLen(result["epochs"], 2)
         fractions = [e["addrop_drop_fraction"] for e in result["epochs"]]
@@ -165,7 +166,7 @@ class CommandLineTest(_Fixtures):
             "summarize", folder, plain, "--output", table, "--heatmap", heatmap
         )
         self.assertEqual(code, 0)
-        self.assertIn("| RTE | 24 | plain |", out)
+        self.assertIn("| RTE | 24 | cls | plain |", out)
         self.assertIn("addrop-gradient (p=0.6, q=0.5)", out)
         self.assertIn("gain over plain", out)
         self.assertTrue(os.path.getsize(heatmap) > 1000)

@@ -5,5 +5,6 @@ from keras_addrop.models.addrop_model import ADDropModel
 from keras_addrop.models.addrop_roberta_text_classifier import (
     ADDropRobertaTextClassifier,
 )
+from keras_addrop.models.mean_pooling_classifier import mean_pooling_classifier
 from keras_addrop.models.presets import minilm_l6_preset
 from keras_addrop.models.swap_attention import swap_attention

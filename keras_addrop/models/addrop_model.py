@@ -1,8 +1,10 @@
 import keras
+import keras_hub
 from keras import ops
 
 from keras_addrop.api_export import keras_addrop_export
 from keras_addrop.layers.addrop_attention import ADDropAttention
+from keras_addrop.models.swap_attention import swap_attention
 from keras_addrop.train_step import ADDropTrainStep
 
 
@@ -42,7 +44,10 @@ class ADDropModel(ADDropTrainStep, keras.Model):
     Build the model as a functional `keras.Model`, with
     `keras_addrop.layers.ADDropAttention` wherever AD-DROP should be able to
     mask attention (directly in the graph or inside your own layers), and a
-    padding-mask input. `ADDropModel(inputs, outputs, ...)` then trains with
+    padding-mask input. A keras-hub encoder backbone called in the graph
+    (e.g. `keras_hub.models.BertBackbone`, under a head of your own) has its
+    attention converted by `keras_addrop.swap_attention`, also when the
+    model is loaded. `ADDropModel(inputs, outputs, ...)` then trains with
     the same two-pass AD-DROP step, options, `CrossTuning` schedule,
     `addrop_drop_fraction` log and `.keras` saving as the keras-hub
     classifiers. The model's outputs must be class logits (or one unit for
@@ -107,6 +112,11 @@ class ADDropModel(ADDropTrainStep, keras.Model):
         self._padding_mask_index = names.index(padding_mask)
 
     def _addrop_all_attention_layers(self):
+        # A keras-hub backbone deserialises with stock attention, so the
+        # swap happens here, on every construction, not once by the caller.
+        for layer in self.layers:
+            if isinstance(layer, keras_hub.models.Backbone):
+                swap_attention(layer)
         layers = find_attention_layers(self)
         if not layers:
             raise ValueError(

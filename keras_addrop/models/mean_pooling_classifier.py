@@ -1,0 +1,90 @@
+import keras
+
+from keras_addrop.api_export import keras_addrop_export
+from keras_addrop.models.addrop_model import ADDropModel
+
+
+@keras_addrop_export("keras_addrop.models.mean_pooling_classifier")
+def mean_pooling_classifier(
+    backbone, num_classes, dropout=0.1, name="mean_pooling_classifier", **kwargs
+):
+    """An AD-DROP classifier on the mean of a backbone's token outputs.
+
+    keras-hub's text classifiers read the `[CLS]` token through the
+    backbone's pooler. Sentence encoders such as all-MiniLM-L6-v2 were
+    trained on the mean of the token outputs instead, and their pooler was
+    never trained; for them this head starts where the checkpoint left off.
+    The head is dropout and a dense layer on the padding-masked mean of the
+    backbone's sequence output. The backbone's attention is swapped for
+    `keras_addrop.layers.ADDropAttention` in place (weights kept), and the
+    result is a `keras_addrop.models.ADDropModel`: the same AD-DROP step,
+    options, `CrossTuning` schedule and `.keras` saving as the keras-hub
+    classifiers. It takes preprocessed inputs (the backbone's dict of
+    `token_ids`, `padding_mask`, ...); preprocess with the preset's
+    preprocessor, e.g. `keras_hub.models.BertTextClassifierPreprocessor`.
+    The backbone's `[CLS]` pooler (BERT) is unused: Keras warns once, when it
+    traces the train step, that its variables get no gradients. It stays
+    trainable so that saved optimizer states always match.
+
+    Args:
+        backbone: a keras-hub encoder backbone with a `padding_mask` input
+            (`keras_hub.models.BertBackbone`, `RobertaBackbone`, ...).
+        num_classes: int. Number of classes; 1 for regression (STS-B).
+        dropout: float. Dropout on the pooled output. Defaults to `0.1`.
+        name: str. The model's name.
+        **kwargs: AD-DROP options passed to
+            `keras_addrop.models.ADDropModel` (`candidate_ratio`,
+            `drop_rate`, `addrop_layers`, `attribution`, ...).
+
+    Returns:
+        A `keras_addrop.models.ADDropModel` whose outputs are logits
+        `(batch, num_classes)`.
+
+    Raises:
+        ValueError: for `num_classes` below 1, `dropout` outside [0, 1), a
+            backbone without a `padding_mask` input, or a bad AD-DROP option.
+
+    Example:
+
+    ```python
+    backbone = keras_hub.models.BertBackbone.from_preset("path/to/model")
+    model = keras_addrop.models.mean_pooling_classifier(
+        backbone, num_classes=2, addrop_layers="all"
+    )
+    model.compile(
+        optimizer=keras.optimizers.AdamW(5e-5),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    ```
+    """
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(
+            f"`num_classes` must be an int >= 1. Received: "
+            f"num_classes={num_classes!r}"
+        )
+    if not 0 <= dropout < 1:
+        raise ValueError(
+            f"`dropout` must be in [0, 1). Received: dropout={dropout!r}"
+        )
+    inputs = backbone.input
+    if not isinstance(inputs, dict) or "padding_mask" not in inputs:
+        raise ValueError(
+            "`mean_pooling_classifier` needs a backbone with a "
+            "`padding_mask` input. Received: backbone with inputs "
+            f"{inputs}"
+        )
+    outputs = backbone(inputs)
+    if isinstance(outputs, dict):
+        outputs = outputs["sequence_output"]
+    # Padding must not dilute the mean: the sentence encoders were trained
+    # on the mean over real tokens only.
+    pooled = keras.layers.GlobalAveragePooling1D(name="mean_pooling")(
+        outputs, mask=inputs["padding_mask"]
+    )
+    pooled = keras.layers.Dropout(dropout, name="output_dropout")(pooled)
+    logits = keras.layers.Dense(
+        num_classes,
+        kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+        name="logits",
+    )(pooled)
+    return ADDropModel(inputs, logits, name=name, **kwargs)
