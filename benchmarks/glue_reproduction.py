@@ -1,0 +1,331 @@
+"""The GLUE reproduction: plain recipe search, then plain vs AD-DROP.
+
+Every run is one `keras-addrop finetune` process (a fresh TensorFlow per
+run), in a folder under `benchmarks/results/glue/`; a folder holding a
+`results.json` is finished and skipped, so the same command resumes after an
+interruption (an interrupted run resumes from its last finished epoch). Each
+finished run appends one line to `benchmarks/results/glue/runs.jsonl`.
+
+Stages, in the order they should run:
+
+- `recipe`: plain fine-tuning, seed 1, for every task x head x learning rate,
+  `--recipe-epochs` epochs (constant rate: one run gives every epoch count).
+- `choose`: per task, the (head, rate, epochs) with the best dev main metric
+  over the recipe runs -> `recipes.json`. AD-DROP gets the same recipe.
+- `primary`: low-resource (a fixed, seeded 1,000-example sample), plain and
+  AD-DROP (GA, p = q = 0.3, cross-tuning; all layers, first layer for
+  STS-B), `--seeds`.
+- `secondary`: the same on the full training set (`--secondary-tasks`).
+- `grid`: the p/q grid on one task's low-resource sample, one seed.
+- `summary`: the tables (`summary.md`) and the p/q heat map.
+
+    python benchmarks/glue_reproduction.py --stages recipe choose \\
+        --tasks stsb rte mrpc cola --heads mean --learning-rates 2e-5 5e-5 1e-4
+    python benchmarks/glue_reproduction.py --stages primary summary --seeds 1 2 3
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(HERE, "results", "glue")
+GLUE_DIR = os.environ.get(
+    "KERAS_ADDROP_GLUE_DIR",
+    os.path.join(HERE, "..", "..", "shared", "data", "glue"),
+)
+LOW_RESOURCE = 1000
+SAMPLE_SEED = 1234
+# The reference scripts: all layers for CoLA, MRPC and RTE, the first for
+# STS-B.
+ADDROP_LAYERS = {"cola": "all", "mrpc": "all", "rte": "all", "stsb": "0"}
+
+
+def run(folder, flags, log_root):
+    """One finetune process; returns its results, or `None` if it failed."""
+    results = os.path.join(folder, "results.json")
+    if os.path.isfile(results):
+        with open(results) as f:
+            return record(folder, json.load(f))
+    os.makedirs(log_root, exist_ok=True)
+    name = os.path.relpath(folder, ROOT).replace(os.sep, "_")
+    log = os.path.join(log_root, name + ".log")
+    command = [
+        sys.executable, "-m", "keras_addrop.cli", "finetune",
+        "--glue-dir", GLUE_DIR, "--max-length", "128", "--batch-size", "32",
+        "--no-save-model", "--verbose", "2", "--output", folder, *flags,
+    ]  # fmt: skip
+    print(" ".join(command), flush=True)
+    start = time.time()
+    with open(log, "a") as f:
+        code = subprocess.call(command, stdout=f, stderr=subprocess.STDOUT)
+    if code != 0:
+        print(f"FAILED ({code}) after {time.time() - start:.0f} s: see {log}")
+        return None
+    with open(results) as f:
+        return record(folder, json.load(f))
+
+
+def record(folder, result):
+    """Appends the run's line to `runs.jsonl` unless it is there already."""
+    folder = os.path.relpath(folder, ROOT)
+    path = os.path.join(ROOT, "runs.jsonl")
+    if os.path.isfile(path):
+        with open(path) as f:
+            if any(json.loads(line)["folder"] == folder for line in f):
+                return result
+    line = {
+        "folder": folder,
+        "task": result["task"],
+        "method": result["method"],
+        "head": result["config"].get("pooling", "cls"),
+        "learning_rate": result["config"]["learning_rate"],
+        "epochs": result["config"]["epochs"],
+        "seed": result["config"]["seed"],
+        "train_examples": result["train_examples"],
+        "metric": result["main_metric"],
+        "best": result["best"][result["main_metric"]],
+        "best_epoch": result["best_epoch"],
+        "last": result["last"][result["main_metric"]],
+        "majority": result["majority_baseline"][result["main_metric"]],
+        "minutes": round(result["wall_seconds"] / 60, 1),
+    }
+    with open(path, "a") as f:
+        f.write(json.dumps(line) + "\n")
+    print(json.dumps(line), flush=True)
+    return result
+
+
+def size_name(task, limit):
+    return f"{task}-{limit}" if limit else f"{task}-full"
+
+
+def recipe_stage(args):
+    for task in args.tasks:
+        for head in args.heads:
+            for lr in args.learning_rates:
+                folder = os.path.join(
+                    ROOT, size_name(task, LOW_RESOURCE), "recipe",
+                    f"{head}-lr{lr}", "seed1",
+                )  # fmt: skip
+                flags = [
+                    "--task", task, "--pooling", head, "--learning-rate", lr,
+                    "--epochs", str(args.recipe_epochs), "--no-addrop",
+                    "--seed", "1", "--train-limit", str(LOW_RESOURCE),
+                    "--sample-seed", str(SAMPLE_SEED),
+                ]  # fmt: skip
+                run(folder, flags, args.log_dir)
+
+
+def choose_stage(args):
+    """Best (head, rate, epochs) per task from the recipe runs' curves."""
+    recipes = {}
+    for task in args.tasks:
+        folder = os.path.join(ROOT, size_name(task, LOW_RESOURCE), "recipe")
+        candidates = []
+        for dirpath, _, files in os.walk(folder):
+            if "results.json" not in files:
+                continue
+            with open(os.path.join(dirpath, "results.json")) as f:
+                result = json.load(f)
+            main = result["main_metric"]
+            config = result["config"]
+            for epoch in result["epochs"]:
+                candidates.append(
+                    (
+                        epoch["dev"][main],
+                        config.get("pooling", "cls"),
+                        config["learning_rate"],
+                        epoch["epoch"],
+                    )
+                )
+        if not candidates:
+            print(f"{task}: no finished recipe runs")
+            continue
+        score, head, lr, epochs = max(candidates)
+        recipes[task] = {
+            "head": head,
+            "learning_rate": lr,
+            "epochs": epochs,
+            "dev_score": score,
+            "runs_compared": len({c[1:3] for c in candidates}),
+        }
+        print(f"{task}: {recipes[task]}")
+    path = os.path.join(ROOT, "recipes.json")
+    previous = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            previous = json.load(f)
+    with open(path, "w") as f:
+        json.dump({**previous, **recipes}, f, indent=1, sort_keys=True)
+
+
+def comparison_runs(args, task, limit, seeds, recipe):
+    for seed in seeds:
+        for method in ("plain", "addrop"):
+            folder = os.path.join(
+                ROOT, size_name(task, limit),
+                f"{recipe['head']}-lr{recipe['learning_rate']:g}"
+                f"-e{recipe['epochs']}", method, f"seed{seed}",
+            )  # fmt: skip
+            flags = [
+                "--task", task, "--pooling", recipe["head"],
+                "--learning-rate", str(recipe["learning_rate"]),
+                "--epochs", str(recipe["epochs"]), "--seed", str(seed),
+            ]  # fmt: skip
+            if limit:
+                flags += [
+                    "--train-limit", str(limit),
+                    "--sample-seed", str(SAMPLE_SEED),
+                ]  # fmt: skip
+            if method == "plain":
+                flags.append("--no-addrop")
+            else:
+                flags += [
+                    "--candidate-ratio", "0.3", "--drop-rate", "0.3",
+                    "--addrop-layers", ADDROP_LAYERS[task],
+                ]  # fmt: skip
+            run(folder, flags, args.log_dir)
+
+
+def load_recipes():
+    path = os.path.join(ROOT, "recipes.json")
+    if not os.path.isfile(path):
+        raise SystemExit("run the recipe and choose stages first")
+    with open(path) as f:
+        return json.load(f)
+
+
+def primary_stage(args):
+    recipes = load_recipes()
+    for task in args.tasks:
+        if task in recipes:
+            comparison_runs(args, task, LOW_RESOURCE, args.seeds, recipes[task])
+
+
+def secondary_stage(args):
+    recipes = load_recipes()
+    for task in args.secondary_tasks:
+        if task in recipes:
+            comparison_runs(args, task, None, args.seeds, recipes[task])
+
+
+def grid_stage(args):
+    recipe = load_recipes()[args.grid_task]
+    for p in args.grid_values:
+        for q in args.grid_values:
+            folder = os.path.join(
+                ROOT, size_name(args.grid_task, LOW_RESOURCE), "grid",
+                f"p{p}_q{q}", "seed1",
+            )  # fmt: skip
+            flags = [
+                "--task", args.grid_task, "--pooling", recipe["head"],
+                "--learning-rate", str(recipe["learning_rate"]),
+                "--epochs", str(recipe["epochs"]), "--seed", "1",
+                "--train-limit", str(LOW_RESOURCE),
+                "--sample-seed", str(SAMPLE_SEED),
+                "--candidate-ratio", p, "--drop-rate", q,
+                "--addrop-layers", ADDROP_LAYERS[args.grid_task],
+            ]  # fmt: skip
+            run(folder, flags, args.log_dir)
+
+
+def recipe_table(results):
+    lines = [
+        "| task | train examples | head | learning rate | metric | dev per "
+        "epoch | best (epoch) | majority | minutes |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(
+        results,
+        key=lambda r: (r["task"], r["config"].get("pooling", "cls"),
+                       r["config"]["learning_rate"]),
+    ):  # fmt: skip
+        main = r["main_metric"]
+        curve = ", ".join(f"{100 * e['dev'][main]:.1f}" for e in r["epochs"])
+        lines.append(
+            f"| {r['task']} | {r['train_examples']} | "
+            f"{r['config'].get('pooling', 'cls')} | "
+            f"{r['config']['learning_rate']:g} | {main} | {curve} | "
+            f"{100 * r['best'][main]:.1f} ({r['best_epoch']}) | "
+            f"{100 * r['majority_baseline'][main]:.1f} | "
+            f"{r['wall_seconds'] / 60:.0f} |"
+        )
+    return lines
+
+
+def summary_stage(args):
+    from keras_addrop import reports
+
+    folders = [
+        os.path.join(ROOT, name)
+        for name in sorted(os.listdir(ROOT))
+        if os.path.isdir(os.path.join(ROOT, name))
+    ]
+    comparison = []
+    for folder in folders:
+        for name in sorted(os.listdir(folder)):
+            if name not in ("recipe", "grid"):
+                comparison.append(os.path.join(folder, name))
+    sections = []
+    if comparison:
+        sections += ["## Plain vs AD-DROP", "", reports.summarize(comparison)]
+    recipe = [os.path.join(f, "recipe") for f in folders]
+    recipe = [f for f in recipe if os.path.isdir(f)]
+    if recipe:
+        sections += ["", "## Recipe search (plain, seed 1)", ""]
+        sections += recipe_table(reports.load_results(recipe))
+    grid = os.path.join(ROOT, size_name(args.grid_task, LOW_RESOURCE), "grid")
+    if os.path.isdir(grid):
+        heatmap = os.path.join(ROOT, f"{args.grid_task}-pq-grid.png")
+        sections += ["", "## p/q grid", "", reports.summarize([grid])]
+        reports.heatmap(reports.load_results([grid]), heatmap)
+    text = "\n".join(sections) + "\n"
+    with open(os.path.join(ROOT, "summary.md"), "w") as f:
+        f.write(text)
+    print(text)
+
+
+STAGES = {
+    "recipe": recipe_stage,
+    "choose": choose_stage,
+    "primary": primary_stage,
+    "secondary": secondary_stage,
+    "grid": grid_stage,
+    "summary": summary_stage,
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--stages", nargs="+", choices=STAGES, required=True)
+    parser.add_argument(
+        "--tasks", nargs="+", default=["stsb", "rte", "mrpc", "cola"]
+    )
+    parser.add_argument("--heads", nargs="+", default=["mean"])
+    parser.add_argument(
+        "--learning-rates", nargs="+", default=["2e-5", "5e-5", "1e-4"]
+    )
+    parser.add_argument("--recipe-epochs", type=int, default=10)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--secondary-tasks", nargs="+", default=["mrpc", "rte"])
+    parser.add_argument("--grid-task", default="rte")
+    parser.add_argument(
+        "--grid-values", nargs="+", default=["0.1", "0.3", "0.5"]
+    )
+    parser.add_argument(
+        "--log-dir", default=os.path.join(HERE, "logs"), help="Run logs."
+    )
+    args = parser.parse_args(argv)
+    if not os.path.isdir(GLUE_DIR):
+        raise SystemExit(f"no GLUE data at {GLUE_DIR}")
+    os.makedirs(ROOT, exist_ok=True)
+    for stage in args.stages:
+        STAGES[stage](args)
+
+
+if __name__ == "__main__":
+    main()
