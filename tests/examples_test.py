@@ -55,6 +55,25 @@ class ExamplesTest(TestCase):
         self.assertIn("layer 5: 0.03 of the query rows", out)
         self.assertIn("GA candidates (q=1): dropped 0.310", out)
 
+    @pytest.mark.large
+    def test_quickstart_tutorial_runs(self):
+        out = self.run_tutorial(
+            "quickstart_mrpc.py", "--train-limit", "32", "--epochs", "2",
+            "--max-length", "32", real_data=True,
+        )  # fmt: skip
+        self.assertRegex(out, r"\n +1 +plain +0\.0000 ")
+        self.assertRegex(out, r"\n +2 +AD-DROP +0\.0[5-9]")
+
+    @pytest.mark.large
+    def test_prior_experiment_tutorial_runs(self):
+        out = self.run_tutorial(
+            "prior_experiment.py", "--train-limit", "32", "--dev-limit",
+            "32", "--epochs", "1", real_data=True,
+        )  # fmt: skip
+        self.assertRegex(out, r"plain: train loss .* drop fraction 0\.000")
+        self.assertRegex(out, r"high: train loss .* drop fraction 0\.0[5-9]")
+        self.assertRegex(out, r"low: train loss .* drop fraction 0\.0[5-9]")
+
     def test_every_tutorial_is_a_tutobook_with_a_rendered_page(self):
         examples = sorted(os.listdir(os.path.join(REPO_ROOT, "examples")))
         for name in examples:

@@ -1,0 +1,33 @@
+"""The documentation site builds without a warning."""
+
+import os
+import subprocess
+import sys
+
+from tests.test_case import REPO_ROOT
+from tests.test_case import TestCase
+
+
+class DocsTest(TestCase):
+    def test_site_builds_strictly(self):
+        site = os.path.join(self.get_temp_dir(), "site")
+        result = subprocess.run(
+            [sys.executable, "-m", "mkdocs", "build", "--strict",
+             "--site-dir", site],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        )  # fmt: skip
+        self.assertEqual(result.returncode, 0, msg=result.stderr[-3000:])
+        # The API reference is generated from the docstrings.
+        with open(os.path.join(site, "api", "layers", "index.html")) as f:
+            page = f.read()
+        self.assertIn("ADDropAttention", page)
+        self.assertIn("Multi-head attention that AD-DROP can mask", page)
+        # Tutorial figures are part of the site.
+        figure = os.path.join(
+            site, "tutorials", "attribution_vs_attention", "figure_1.png"
+        )
+        self.assertTrue(os.path.isfile(figure))
