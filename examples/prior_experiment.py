@@ -191,11 +191,17 @@ figure.tight_layout()
 plt.show()
 
 """
-What to look for: the run that drops high-attribution positions should keep
-the highest training loss (its masked positions are the ones the prediction
-depends on), while dropping low-attribution positions should track plain
-fine-tuning closely. How much the dev loss benefits depends on the data size
-and on how far plain fine-tuning overfits within the epochs shown; the small
-default is a few minutes of CPU and shows the training-loss gap more
-clearly than the dev-loss one. `--full` runs the longer version.
+What to look for: in the paper, the run that drops high-attribution
+positions keeps a higher training loss (its masked positions are the ones
+the prediction depends on) and a lower dev loss late in training, while
+dropping low-attribution positions tracks plain fine-tuning.
+
+The small default does not get there. In the run rendered in the
+documentation (256 examples, 3 epochs), all three models still predict the
+majority class on dev (accuracy 0.684 throughout): the high-attribution run
+has the highest training loss in epochs 1 and 2 only, and the dev losses
+differ by less than 0.015. The effect needs a model that starts to overfit,
+which takes more data and epochs: `--full` (1,000 examples, 6 epochs,
+length 128: 8 times the small run's training steps, each about twice as
+long).
 """

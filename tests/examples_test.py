@@ -78,6 +78,29 @@ class ExamplesTest(TestCase):
             out, r"low: train loss .* drop fraction 0\.(0[5-9]|1[0-2])"
         )
 
+    @pytest.mark.large
+    def test_ablations_tutorial_runs(self):
+        out = self.run_tutorial(
+            "ablations.py", "--train-limit", "32", "--dev-limit", "32",
+            "--epochs", "2", "--variants", "plain", "GA", real_data=True,
+        )  # fmt: skip
+        # Cross-tuning: the first epoch plain, the second AD-DROP.
+        self.assertRegex(out, r"GA +[0-9. ]+ 0\.000 0\.(0[5-9]|1[0-2]) ")
+        self.assertRegex(out, r"plain +[0-9. ]+ 0\.000 0\.000 ")
+
+    @pytest.mark.large
+    def test_multi_device_tutorial_runs(self):
+        out = self.run_tutorial(
+            "multi_device.py", "--train-limit", "64", "--epochs", "2",
+            real_data=True,
+        )  # fmt: skip
+        self.assertIn("replicas in sync: 2", out)
+        self.assertIn("epoch 1: drop fraction over both replicas 0.000", out)
+        self.assertRegex(
+            out, r"epoch 2: drop fraction over both replicas 0\.(0[5-9]|1[0-2])"
+        )
+        self.assertIn("ValueError: Keras 3.15 cannot train under", out)
+
     def test_every_tutorial_is_a_tutobook_with_a_rendered_page(self):
         examples = sorted(os.listdir(os.path.join(REPO_ROOT, "examples")))
         for name in examples:
