@@ -245,13 +245,16 @@ def recipe_table(results):
                        r["config"]["learning_rate"]),
     ):  # fmt: skip
         main = r["main_metric"]
+        majority = r["majority_baseline"][main]
+        # A constant prediction has no correlation with the scores.
+        majority = "-" if main == "pearson" else f"{100 * majority:.1f}"
         curve = ", ".join(f"{100 * e['dev'][main]:.1f}" for e in r["epochs"])
         lines.append(
             f"| {r['task']} | {r['train_examples']} | "
             f"{r['config'].get('pooling', 'cls')} | "
             f"{r['config']['learning_rate']:g} | {main} | {curve} | "
             f"{100 * r['best'][main]:.1f} ({r['best_epoch']}) | "
-            f"{100 * r['majority_baseline'][main]:.1f} | "
+            f"{majority} | "
             f"{r['wall_seconds'] / 60:.0f} |"
         )
     return lines

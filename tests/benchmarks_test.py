@@ -1,0 +1,84 @@
+"""The GLUE reproduction driver resumes and chooses recipes from results."""
+
+import argparse
+import json
+import os
+import sys
+from unittest import mock
+
+from tests.test_case import REPO_ROOT
+from tests.test_case import TestCase
+
+sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
+import glue_reproduction  # noqa: E402
+
+
+def fake_result(task, head, lr, curve):
+    epochs = [
+        {"epoch": i + 1, "dev": {"accuracy": value}}
+        for i, value in enumerate(curve)
+    ]
+    best = max(range(len(curve)), key=lambda i: curve[i])
+    return {
+        "task": task,
+        "method": "plain",
+        "main_metric": "accuracy",
+        "config": {
+            "pooling": head, "learning_rate": lr, "epochs": len(curve),
+            "seed": 1,
+        },
+        "train_examples": 1000,
+        "epochs": epochs,
+        "best": {"accuracy": curve[best]},
+        "best_epoch": best + 1,
+        "last": {"accuracy": curve[-1]},
+        "majority_baseline": {"accuracy": 0.5},
+        "wall_seconds": 60.0,
+    }  # fmt: skip
+
+
+class GlueReproductionTest(TestCase):
+    def setUp(self):
+        super().setUp()
+        self.root = self.get_temp_dir()
+        self.enterContext(
+            mock.patch.object(glue_reproduction, "ROOT", self.root)
+        )
+
+    def write(self, task, head, lr, curve):
+        folder = os.path.join(
+            self.root, f"{task}-1000", "recipe", f"{head}-lr{lr}", "seed1"
+        )
+        os.makedirs(folder)
+        with open(os.path.join(folder, "results.json"), "w") as f:
+            json.dump(fake_result(task.upper(), head, lr, curve), f)
+        return folder
+
+    def test_choose_takes_the_best_epoch_of_every_recipe_run(self):
+        self.write("rte", "cls", 5e-5, [0.55, 0.60, 0.58])
+        self.write("rte", "mean", 5e-5, [0.56, 0.61, 0.66, 0.62])
+        self.write("rte", "mean", 1e-4, [0.64, 0.63])
+        glue_reproduction.choose_stage(argparse.Namespace(tasks=["rte"]))
+        with open(os.path.join(self.root, "recipes.json")) as f:
+            recipes = json.load(f)
+        self.assertEqual(
+            recipes["rte"],
+            {"head": "mean", "learning_rate": 5e-5, "epochs": 3,
+             "dev_score": 0.66, "runs_compared": 3},
+        )  # fmt: skip
+
+    def test_finished_run_is_skipped_and_recorded_once(self):
+        folder = self.write("rte", "mean", 5e-5, [0.5, 0.6])
+        log_dir = os.path.join(self.root, "logs")
+        for _ in range(2):
+            # A finished run starts no process: nothing is logged.
+            result = glue_reproduction.run(folder, ["--task", "rte"], log_dir)
+            self.assertEqual(result["best_epoch"], 2)
+        self.assertFalse(os.path.exists(log_dir))
+        with open(os.path.join(self.root, "runs.jsonl")) as f:
+            lines = [json.loads(line) for line in f]
+        self.assertLen(lines, 1)
+        self.assertEqual(
+            lines[0]["folder"], "rte-1000/recipe/mean-lr5e-05/seed1"
+        )
+        self.assertEqual(lines[0]["best"], 0.6)
