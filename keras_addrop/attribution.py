@@ -268,14 +268,17 @@ def _integrated_gradients(model, x, y, layers, labels, steps, per_pass):
         classes = ops.reshape(ops.cast(y, "int32"), (-1,))
     alphas = [k / steps for k in range(1, steps + 1)]
     results = []
+    previous = None
     for layer in layers:
         total = None
         weights = None
         for start in range(0, steps, per_pass):
             chunk = alphas[start : start + per_pass]
             copies = len(chunk)
+            # One pass at a time: concurrent passes multiply peak memory.
             stacked = keras.tree.map_structure(
-                lambda t: ops.concatenate([t] * copies, axis=0), x
+                lambda t: ops.concatenate([t] * copies, axis=0),
+                tf_backend.after(previous, x),
             )
             alpha = ops.repeat(ops.convert_to_tensor(chunk), batch_size)
             alpha = ops.reshape(alpha, (-1, 1, 1, 1))
@@ -313,6 +316,7 @@ def _integrated_gradients(model, x, y, layers, labels, steps, per_pass):
                 axis=0,
             )
             total = gradient if total is None else total + gradient
+            previous = total
             if weights is None:
                 weights = ops.cast(stacked_weights[:batch_size], "float32")
         results.append(weights * total / (steps * scale))
