@@ -286,7 +286,7 @@ def summary_stage(args):
         heatmap = os.path.join(ROOT, f"{args.grid_task}-pq-grid.png")
         sections += ["", "## p/q grid", "", reports.summarize([grid])]
         reports.heatmap(reports.load_results([grid]), heatmap)
-    text = "\n".join(sections) + "\n"
+    text = "\n".join(sections).strip() + "\n"
     with open(os.path.join(ROOT, "summary.md"), "w") as f:
         f.write(text)
     print(text)

