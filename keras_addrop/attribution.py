@@ -311,10 +311,10 @@ def _integrated_gradients(model, x, y, layers, labels, steps, per_pass):
             )
             gradient = ops.cast(gradient, "float32")
             # [copies * B, H, T, S] -> [copies, B, H, T, S], summed over alphas.
-            gradient = ops.sum(
-                ops.reshape(gradient, (copies, -1) + tuple(gradient.shape[1:])),
-                axis=0,
-            )
+            # `ops.shape`, not `.shape`: length-aware batches trace with
+            # unknown lengths.
+            shape = (copies, -1) + tuple(ops.shape(gradient)[1:])
+            gradient = ops.sum(ops.reshape(gradient, shape), axis=0)
             total = gradient if total is None else total + gradient
             previous = total
             if weights is None:

@@ -235,6 +235,24 @@ class AttributionVariantsTest(TestCase):
         for a, b in zip(result, single_pass):
             self.assertAllClose(a, b, atol=1e-6, rtol=1e-4)
 
+    def test_integrated_gradients_trace_with_unknown_lengths(self):
+        # Length-aware batches make `fit` trace with (None, None) inputs.
+        spec = {
+            key: tf.TensorSpec((None, None), tf.as_dtype(value.dtype))
+            for key, value in self.x.items()
+        }
+        traced = tf.function(
+            lambda x: compute_attribution(
+                self.model, x, method="integrated_gradients", ig_steps=3
+            ),
+            input_signature=[spec],
+        )
+        eager = compute_attribution(
+            self.model, self.x, method="integrated_gradients", ig_steps=3
+        )
+        for a, b in zip(traced(self.x), eager):
+            self.assertAllClose(a, b, atol=1e-6, rtol=1e-4)
+
     def test_attention_attribution_is_the_attention_probabilities(self):
         _, scores = stock_forward_with_scores(self.model, self.x)
         result = compute_attribution(self.model, self.x, method="attention")
