@@ -219,7 +219,10 @@ What the columns show:
   forward and backward passes per step and masked layer. The paper found it
   no better than GA.
 
-Timings on a machine shared with other jobs move by tens of percent; the
-benchmarks in `benchmarks/speed.py` interleave configurations and report
-medians.
+These per-step times come from one epoch each, so they are only as good
+as that epoch: the rendered run used `--train-limit 64` (2 steps an epoch),
+where per-epoch overhead and noise dominate every variant but IGA (RD even
+came out faster than plain). For step costs, see `benchmarks/speed.py`,
+which interleaves configurations and reports medians: GA costs 1.7 to 2.1
+plain steps and IGA 15 to 17.
 """
