@@ -504,8 +504,8 @@ def step_ratios(preset, x, y, args):
     import gc
 
     times = measure(build_configs(preset, x, y), args.rounds)
-    # Seven models and their traced steps at once exhausted 24 GiB at
-    # length 128: IGA gets a process state of its own.
+    # Seven models and their traced steps at once were killed for memory
+    # (21.7 GiB resident) at length 128: IGA gets a state of its own.
     keras.backend.clear_session()
     gc.collect()
     # IGA is 10x slower: fewer rounds, interleaved with plain steps.

@@ -37,8 +37,8 @@ def after(dependency, structure):
     In a traced graph, independent passes (the integrated-gradient chunks)
     may otherwise run concurrently and keep several passes' activations
     alive at once (an IGA step of MiniLM-L6 on the first layer, batch 32,
-    length 128: 6.7 GiB peak resident memory without the ordering, 5.2 GiB
-    with it). Eager execution is sequential already.
+    length 128: 6,700 MiB peak resident memory without the ordering,
+    5,160 MiB with it). Eager execution is sequential already.
     """
     if dependency is None or tf.executing_eagerly():
         return structure

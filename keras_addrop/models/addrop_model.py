@@ -113,7 +113,8 @@ class ADDropModel(ADDropTrainStep, keras.Model):
 
     def _addrop_all_attention_layers(self):
         # A keras-hub backbone deserialises with stock attention, so the
-        # swap happens here, on every construction, not once by the caller.
+        # swap (idempotent) happens wherever the layers are looked up,
+        # construction and loading included, not once by the caller.
         for layer in self.layers:
             if isinstance(layer, keras_hub.models.Backbone):
                 swap_attention(layer)
