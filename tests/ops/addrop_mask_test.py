@@ -169,6 +169,26 @@ class AddropMaskTest(TestCase):
             addrop_mask(attribution, padding, 0.4, 1.0, seed=5),
         )
 
+    def test_candidates_agree_in_graphs_with_unknown_length_and_xla(self):
+        # The top-k size comes from the static length when there is one
+        # (XLA needs it) and from the traced length otherwise.
+        rng = np.random.default_rng(4)
+        attribution = rng.integers(0, 3, (3, 2, 9, 9)).astype("float32")
+        padding = np.arange(9)[None, :] < np.array([[9], [4], [1]])
+        reference = reference_candidates(attribution, padding, 0.45)
+        spec = (
+            tf.TensorSpec((None, 2, None, None), tf.float32),
+            tf.TensorSpec((None, None), tf.bool),
+        )
+        unknown = tf.function(
+            lambda a, m: top_candidates(a, m, 0.45)[0], input_signature=spec
+        )
+        xla = tf.function(
+            lambda a, m: top_candidates(a, m, 0.45)[0], jit_compile=True
+        )
+        self.assertAllEqual(unknown(attribution, padding), reference)
+        self.assertAllEqual(xla(attribution, padding), reference)
+
     def test_non_finite_attribution_still_gives_a_valid_mask(self):
         row = np.array([np.nan, np.inf, -np.inf, 1.0], "float32")
         attribution = np.broadcast_to(row, (1, 1, 4, 4))
