@@ -201,16 +201,20 @@ def load_recipes():
 
 def primary_stage(args):
     recipes = load_recipes()
-    for task in args.tasks:
-        if task in recipes:
-            comparison_runs(args, task, LOW_RESOURCE, args.seeds, recipes[task])
+    # Seed by seed over the tasks, so that an interrupted stage has already
+    # compared every task once.
+    for seed in args.seeds:
+        for task in args.tasks:
+            if task in recipes:
+                comparison_runs(args, task, LOW_RESOURCE, [seed], recipes[task])
 
 
 def secondary_stage(args):
     recipes = load_recipes()
-    for task in args.secondary_tasks:
-        if task in recipes:
-            comparison_runs(args, task, None, args.seeds, recipes[task])
+    for seed in args.seeds:
+        for task in args.secondary_tasks:
+            if task in recipes:
+                comparison_runs(args, task, None, [seed], recipes[task])
 
 
 def grid_stage(args):

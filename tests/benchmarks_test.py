@@ -82,3 +82,33 @@ class GlueReproductionTest(TestCase):
             lines[0]["folder"], "rte-1000/recipe/mean-lr5e-05/seed1"
         )
         self.assertEqual(lines[0]["best"], 0.6)
+
+    def test_primary_compares_every_task_once_before_the_next_seed(self):
+        recipe = {"head": "mean", "learning_rate": 5e-5, "epochs": 3}
+        with open(os.path.join(self.root, "recipes.json"), "w") as f:
+            json.dump({"rte": recipe, "mrpc": recipe}, f)
+        folders = []
+        with mock.patch.object(
+            glue_reproduction, "run", lambda folder, *_: folders.append(folder)
+        ):
+            glue_reproduction.primary_stage(
+                argparse.Namespace(
+                    tasks=["rte", "mrpc", "cola"], seeds=[1, 2], log_dir=""
+                )
+            )
+        runs = [os.path.relpath(f, self.root).split(os.sep) for f in folders]
+        self.assertEqual(
+            [(r[0], r[2], r[3]) for r in runs],
+            [
+                ("rte-1000", "plain", "seed1"),
+                ("rte-1000", "addrop", "seed1"),
+                ("mrpc-1000", "plain", "seed1"),
+                ("mrpc-1000", "addrop", "seed1"),
+                ("rte-1000", "plain", "seed2"),
+                ("rte-1000", "addrop", "seed2"),
+                ("mrpc-1000", "plain", "seed2"),
+                ("mrpc-1000", "addrop", "seed2"),
+            ],
+        )
+        # The recipe's head, rate and epochs name the comparison's folder.
+        self.assertEqual(runs[0][1], "mean-lr5e-05-e3")
