@@ -68,7 +68,7 @@ class ExamplesTest(TestCase):
     def test_prior_experiment_tutorial_runs(self):
         out = self.run_tutorial(
             "prior_experiment.py", "--train-limit", "32", "--dev-limit",
-            "32", "--epochs", "1", real_data=True,
+            "32", "--epochs", "1", "--max-length", "32", real_data=True,
         )  # fmt: skip
         self.assertRegex(out, r"plain: train loss .* drop fraction 0\.000")
         self.assertRegex(
@@ -82,7 +82,8 @@ class ExamplesTest(TestCase):
     def test_ablations_tutorial_runs(self):
         out = self.run_tutorial(
             "ablations.py", "--train-limit", "32", "--dev-limit", "32",
-            "--epochs", "2", "--variants", "plain", "GA", real_data=True,
+            "--epochs", "2", "--max-length", "32", "--variants", "plain",
+            "GA", real_data=True,
         )  # fmt: skip
         # Cross-tuning: the first epoch plain, the second AD-DROP.
         self.assertRegex(out, r"GA +[0-9. ]+ 0\.000 0\.(0[5-9]|1[0-2])\d ")
@@ -92,7 +93,7 @@ class ExamplesTest(TestCase):
     def test_multi_device_tutorial_runs(self):
         out = self.run_tutorial(
             "multi_device.py", "--train-limit", "64", "--epochs", "2",
-            real_data=True,
+            "--max-length", "32", real_data=True,
         )  # fmt: skip
         self.assertIn("replicas in sync: 2", out)
         self.assertIn("epoch 1: drop fraction over both replicas 0.000", out)
