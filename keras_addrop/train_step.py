@@ -175,8 +175,9 @@ class ADDropTrainStep:
         # Without a strategy it builds nothing here: the metrics and the
         # optimizer get their variables inside the first trace, and a
         # tf.function that creates variables is traced a second time. The
-        # AD-DROP step's trace dominates a short fit (MiniLM-L6: about 20 s
-        # on 2 CPU cores), so build first and trace once.
+        # AD-DROP step's trace dominates a short fit (three one-step
+        # MiniLM-L6 runs: 195 s of 283 s were tracing), so build first and
+        # trace once.
         with self.distribute_strategy.scope():
             if iterator is not None:
                 data_batch = tf_backend.first_replica_batch(iterator)
