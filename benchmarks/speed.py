@@ -47,11 +47,12 @@ def batch(preset, batch_size, length, seed=0):
     return x, y
 
 
-def compiled(model):
+def compiled(model, **kwargs):
     model.compile(
         optimizer=keras.optimizers.AdamW(2e-5),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["sparse_categorical_accuracy"],
+        **kwargs,
     )
     return model
 
@@ -312,7 +313,37 @@ def summarize(times):
     return medians, ratios, floor
 
 
-PARTS = ("steps", "plain_overhead", "epoch_pair", "memory", "batching")
+PARTS = (
+    "steps", "plain_overhead", "epoch_pair", "memory", "batching", "xla",
+)  # fmt: skip
+
+
+def xla_ratios(preset, x, y, rounds):
+    """Steps compiled by XLA (`jit_compile=True`) over the default ones,
+    plain and AD-DROP (GA, all layers), interleaved."""
+    configs = {}
+    for jit_compile in (False, True):
+        for enabled in (False, True):
+            model = compiled(
+                keras_addrop.models.ADDropBertTextClassifier.from_preset(
+                    preset, num_classes=2, preprocessor=None, seed=0
+                ),
+                jit_compile=jit_compile,
+            )
+            model.addrop_enabled = enabled
+            name = ("addrop" if enabled else "plain") + (
+                "_xla" if jit_compile else ""
+            )
+            configs[name] = lambda model=model: model.train_on_batch(x, y)
+    times = measure(configs, rounds)
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    return {
+        "seconds": times,
+        "xla_over_default": {
+            kind: medians[f"{kind}_xla"] / medians[kind]
+            for kind in ("plain", "addrop")
+        },
+    }
 
 
 def plain_overhead(preset, x, y, rounds):
@@ -421,6 +452,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--iga-rounds", type=int, default=3)
     parser.add_argument("--plain-rounds", type=int, default=15)
+    parser.add_argument("--xla-rounds", type=int, default=4)
     parser.add_argument("--epoch-steps", type=int, default=20)
     parser.add_argument("--epoch-repeats", type=int, default=2)
     parser.add_argument(
@@ -495,6 +527,9 @@ def main():
             entry["epoch_pair"] = epoch_pair_ratio(
                 preset, x, y, args.epoch_steps, args.epoch_repeats
             )
+            save()
+        if "xla" in args.parts:
+            entry["xla"] = xla_ratios(preset, x, y, args.xla_rounds)
             save()
         if "memory" in args.parts:
             memory = {
