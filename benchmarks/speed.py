@@ -419,6 +419,10 @@ def table(results):
          memory("addrop_all_layers", "step"), ""),
         ("memory a step adds, IGA first layer / plain",
          memory("addrop_iga_first_layer", "step"), ""),
+        ("XLA (`jit_compile=True`) plain step / default plain step",
+         lambda e: e["xla"]["xla_over_default"]["plain"], ""),
+        ("XLA AD-DROP step (GA, all layers) / default AD-DROP step",
+         lambda e: e["xla"]["xla_over_default"]["addrop"], ""),
     ]  # fmt: skip
     header = " | ".join(f"length {length}" for length in lengths)
     lines = [
