@@ -150,7 +150,9 @@ def epoch_pair_ratio(preset, x, y, steps, repeats):
     )
     model.fit(dataset.take(2), epochs=2, verbose=0)  # Trace both branches.
     pairs, plains, epoch_ratios, fractions = [], [], [], []
-    for _ in range(repeats):
+
+    def cross_tuned():
+        model.addrop_enabled = True
         timer = EpochTimes()
         model.fit(
             dataset,
@@ -161,11 +163,18 @@ def epoch_pair_ratio(preset, x, y, steps, repeats):
         pairs.append(sum(timer.seconds))
         epoch_ratios.append(timer.seconds[1] / timer.seconds[0])
         fractions.append(timer.fractions)
+
+    def plain():
         model.addrop_enabled = False
         timer = EpochTimes()
         model.fit(dataset, epochs=2, callbacks=[timer], verbose=0)
         plains.append(sum(timer.seconds))
-        model.addrop_enabled = True
+
+    # The order alternates (ABBA): a machine slowing down steadily over the
+    # run then weighs on both kinds alike.
+    for repeat in range(repeats):
+        for run in (cross_tuned, plain)[:: 1 if repeat % 2 == 0 else -1]:
+            run()
     return {
         "cross_tuned_pair_seconds": pairs,
         "two_plain_epochs_seconds": plains,
