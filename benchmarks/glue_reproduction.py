@@ -69,6 +69,14 @@ def run(folder, flags, log_root):
         return record(folder, json.load(f))
 
 
+def minutes(result):
+    """A run's cost: its epochs' time across resumes (dev evaluation
+    included), or for runs from before the per-epoch timing, the wall time
+    of the process that finished it."""
+    seconds = result.get("epoch_seconds") or result["wall_seconds"]
+    return seconds / 60
+
+
 def record(folder, result):
     """Appends the run's line to `runs.jsonl` unless it is there already."""
     folder = os.path.relpath(folder, ROOT)
@@ -91,7 +99,7 @@ def record(folder, result):
         "best_epoch": result["best_epoch"],
         "last": result["last"][result["main_metric"]],
         "majority": result["majority_baseline"][result["main_metric"]],
-        "minutes": round(result["wall_seconds"] / 60, 1),
+        "minutes": round(minutes(result), 1),
     }
     with open(path, "a") as f:
         f.write(json.dumps(line) + "\n")
@@ -259,7 +267,7 @@ def recipe_table(results):
             f"{r['config']['learning_rate']:g} | {main} | {curve} | "
             f"{100 * r['best'][main]:.1f} ({r['best_epoch']}) | "
             f"{majority} | "
-            f"{r['wall_seconds'] / 60:.0f} |"
+            f"{minutes(r):.0f} |"
         )
     return lines
 

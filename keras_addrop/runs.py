@@ -150,17 +150,25 @@ def worker_output(output):
 
 class EpochLog(keras.callbacks.Callback):
     """Appends each epoch's record to a JSON-lines file, so a resumed run
-    keeps the epochs that ran before the interruption."""
+    keeps the epochs that ran before the interruption, and their cost.
+
+    Placed after the evaluation callback: an epoch's seconds include its
+    dev evaluation.
+    """
 
     def __init__(self, path, evaluation):
         super().__init__()
         self.path = path
         self.evaluation = evaluation
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.time()
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         record = {
             "epoch": epoch + 1,
+            "seconds": time.time() - self.start,
             "train_loss": float(logs.get("loss", float("nan"))),
             "addrop_drop_fraction": float(logs.get("addrop_drop_fraction", 0)),
             "dev": self.evaluation.history[-1],
@@ -312,6 +320,11 @@ def finetune(args):
         "last": evaluation.history[-1],
         "resumed_after_epoch": len(previous),
         "wall_seconds": seconds,
+        # All epochs, those before a resume included; None for a run
+        # resumed from an epoch log older than the per-epoch timing.
+        "epoch_seconds": sum(e["seconds"] for e in epochs)
+        if all("seconds" in e for e in epochs)
+        else None,
         "train_examples_per_second": len(indices)
         * (len(epochs) - len(previous))
         / seconds,

@@ -295,6 +295,14 @@ class FaultToleranceTest(_Fixtures):
             resumed = json.load(f)
         self.assertGreaterEqual(resumed["resumed_after_epoch"], 1)
         self.assertEqual([e["epoch"] for e in resumed["epochs"]], [1, 2, 3, 4])
+        # The cost counts the epochs of both processes.
+        seconds = [e["seconds"] for e in resumed["epochs"]]
+        self.assertTrue(all(s > 0 for s in seconds), seconds)
+        self.assertAlmostEqual(resumed["epoch_seconds"], sum(seconds))
+        self.assertLess(
+            sum(seconds[resumed["resumed_after_epoch"] :]),
+            resumed["wall_seconds"],
+        )
         fractions = [e["addrop_drop_fraction"] for e in resumed["epochs"]]
         self.assertEqual(fractions[0], 0.0)
         self.assertEqual(fractions[2], 0.0)
