@@ -153,7 +153,9 @@ def choose_stage(args):
         if not candidates:
             print(f"{task}: no finished recipe runs")
             continue
-        score, head, lr, epochs = max(candidates)
+        # A tie goes to the shorter run: the same dev score for less compute
+        # in every comparison run that follows.
+        score, head, lr, epochs = max(candidates, key=lambda c: (c[0], -c[3]))
         recipes[task] = {
             "head": head,
             "learning_rate": lr,

@@ -67,6 +67,14 @@ class GlueReproductionTest(TestCase):
              "dev_score": 0.66, "runs_compared": 3},
         )  # fmt: skip
 
+    def test_choose_breaks_a_tie_with_the_shorter_run(self):
+        self.write("mrpc", "mean", 5e-5, [0.70, 0.74, 0.72, 0.76])
+        self.write("mrpc", "mean", 2e-5, [0.70, 0.76, 0.75])
+        glue_reproduction.choose_stage(argparse.Namespace(tasks=["mrpc"]))
+        with open(os.path.join(self.root, "recipes.json")) as f:
+            recipe = json.load(f)["mrpc"]
+        self.assertEqual((recipe["learning_rate"], recipe["epochs"]), (2e-5, 2))
+
     def test_finished_run_is_skipped_and_recorded_once(self):
         folder = self.write("rte", "mean", 5e-5, [0.5, 0.6])
         log_dir = os.path.join(self.root, "logs")
