@@ -33,14 +33,24 @@ def load_results(folders):
     return results
 
 
-def _mean_std(values):
+def _mean_std(values, sign=""):
     values = np.asarray(values, "float64") * 100
     std = values.std(ddof=1) if len(values) > 1 else 0.0
-    return f"{values.mean():.1f} ± {std:.1f}"
+    return f"{values.mean():{sign}.1f} ± {std:.1f}"
+
+
+def _majority(value, metric):
+    # A constant prediction has no correlation with the scores: no baseline.
+    return "-" if metric in ("pearson", "spearman") else f"{100 * value:.1f}"
 
 
 def summary_rows(results):
-    """Per (task, train size, method): seeds and main-metric statistics."""
+    """Per (task, train size, head, method): seeds and metric statistics.
+
+    Each row holds, per seed, the main metric at the best and at the last
+    epoch, and the other dev metrics (MRPC's F1, STS-B's Spearman) at the
+    best epoch.
+    """
     groups = collections.defaultdict(list)
     for r in results:
         config = r["config"]
@@ -53,7 +63,9 @@ def summary_rows(results):
         groups[(r["task"], r["train_examples"], head, method)].append(r)
     rows = []
     for (task, size, head, method), runs in sorted(groups.items()):
+        runs = sorted(runs, key=lambda r: r["config"]["seed"])
         main = runs[0]["main_metric"]
+        others = [m for m in runs[0]["best"] if m not in (main, "loss")]
         rows.append(
             {
                 "task": task,
@@ -61,27 +73,46 @@ def summary_rows(results):
                 "head": head,
                 "method": method,
                 "metric": main,
-                "seeds": sorted(r["config"]["seed"] for r in runs),
+                "seeds": [r["config"]["seed"] for r in runs],
                 "best": [r["best"][main] for r in runs],
                 "last": [r["last"][main] for r in runs],
+                "others": {m: [r["best"][m] for r in runs] for m in others},
                 "majority": runs[0]["majority_baseline"][main],
             }
         )
     return rows
 
 
+def _paired(plain, other, key):
+    """Per-seed differences `other - plain` over the seeds both ran.
+
+    Runs with the same seed share the head's initialization and the order of
+    the batches, so the paired difference isolates the method.
+    """
+    plain_by_seed = dict(zip(plain["seeds"], plain[key]))
+    other_by_seed = dict(zip(other["seeds"], other[key]))
+    seeds = sorted(set(plain_by_seed) & set(other_by_seed))
+    return [other_by_seed[s] - plain_by_seed[s] for s in seeds]
+
+
 def markdown_table(rows):
+    """Markdown for `summary_rows`: one table of runs, one of paired gains."""
     lines = [
         "| task | train examples | head | method | metric | seeds | best "
-        "epoch (mean ± std) | last epoch (mean ± std) | majority |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "epoch (mean ± std) | last epoch (mean ± std) | other metrics, best "
+        "epoch | majority |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
+        others = ", ".join(
+            f"{m} {_mean_std(v)}" for m, v in row["others"].items()
+        )
         lines.append(
             f"| {row['task']} | {row['train_examples']} | {row['head']} | "
             f"{row['method']} | "
             f"{row['metric']} | {len(row['seeds'])} | {_mean_std(row['best'])}"
-            f" | {_mean_std(row['last'])} | {100 * row['majority']:.1f} |"
+            f" | {_mean_std(row['last'])} | {others or '-'} | "
+            f"{_majority(row['majority'], row['metric'])} |"
         )
     gains = []
     for plain in rows:
@@ -90,20 +121,35 @@ def markdown_table(rows):
         for other in rows:
             keys = ("task", "train_examples", "head")
             same = all(other[key] == plain[key] for key in keys)
-            if same and other["method"] != "plain":
+            if not same or other["method"] == "plain":
+                continue
+            prefix = (
+                f"| {plain['task']} | {plain['train_examples']} | "
+                f"{plain['head']} | {other['method']} |"
+            )
+            best = _paired(plain, other, "best")
+            if best:
+                last = _paired(plain, other, "last")
+                wins = sum(d > 0 for d in best)
+                gains.append(
+                    f"{prefix} {len(best)} | {_mean_std(best, '+')} | "
+                    f"{_mean_std(last, '+')} | {wins} of {len(best)} |"
+                )
+            else:
+                # No seed in common: only the difference of the means.
                 best = np.mean(other["best"]) - np.mean(plain["best"])
                 last = np.mean(other["last"]) - np.mean(plain["last"])
                 gains.append(
-                    f"| {plain['task']} | {plain['train_examples']} | "
-                    f"{plain['head']} | {other['method']} | "
-                    f"{100 * best:+.1f} | {100 * last:+.1f} |"
+                    f"{prefix} 0 | {100 * best:+.1f} (unpaired) | "
+                    f"{100 * last:+.1f} (unpaired) | - |"
                 )
     if gains:
         lines += [
             "",
-            "| task | train examples | head | method | gain over plain, best "
-            "epoch | gain over plain, last epoch |",
-            "|---|---|---|---|---|---|",
+            "| task | train examples | head | method | paired seeds | gain "
+            "over plain, best epoch (mean ± std) | gain over plain, last "
+            "epoch (mean ± std) | seeds where it helps (best epoch) |",
+            "|---|---|---|---|---|---|---|---|",
             *gains,
         ]
     return "\n".join(lines)

@@ -1,0 +1,97 @@
+import json
+import os
+
+from keras_addrop import reports
+from tests.test_case import TestCase
+
+
+def fake_result(method, seed, best, last, task="MRPC", f1=None, **config):
+    """A results.json as `finetune` writes it, with only what tables read."""
+    main = {"MRPC": "accuracy", "STS-B": "pearson"}[task]
+    best_metrics = {main: best, "loss": 0.5}
+    if f1 is not None:
+        best_metrics["f1"] = f1
+    majority = {"accuracy": 0.684, "f1": 0.812, "pearson": 0.0}
+    return {
+        "config": {
+            "seed": seed,
+            "pooling": "mean",
+            "candidate_ratio": 0.3,
+            "drop_rate": 0.3,
+            **config,
+        },
+        "method": method,
+        "task": task,
+        "main_metric": main,
+        "train_examples": 1000,
+        "best": best_metrics,
+        "last": {main: last, "loss": 0.6},
+        "majority_baseline": {main: majority[main]},
+    }
+
+
+class ReportsTest(TestCase):
+    def write(self, results):
+        folder = self.get_temp_dir()
+        for i, result in enumerate(results):
+            run = os.path.join(folder, f"run{i}")
+            os.makedirs(run)
+            with open(os.path.join(run, reports.RESULTS_FILE), "w") as f:
+                json.dump(result, f)
+        return folder
+
+    def test_gain_is_the_mean_and_std_of_per_seed_differences(self):
+        folder = self.write(
+            [
+                fake_result("plain", 1, 0.70, 0.68, f1=0.80),
+                fake_result("plain", 2, 0.74, 0.70, f1=0.82),
+                fake_result("plain", 3, 0.72, 0.72, f1=0.81),
+                fake_result("addrop-gradient", 1, 0.71, 0.70, f1=0.83),
+                fake_result("addrop-gradient", 2, 0.77, 0.70, f1=0.84),
+                fake_result("addrop-gradient", 3, 0.71, 0.75, f1=0.82),
+            ]
+        )
+        text = reports.summarize([folder])
+        # Best-epoch differences +1, +3, -1: mean +1.0, sample std 2.0.
+        self.assertIn(
+            "| MRPC | 1000 | mean | addrop-gradient (p=0.3, q=0.3) | 3 | "
+            "+1.0 ± 2.0 | +1.7 ± 1.5 | 2 of 3 |",
+            text,
+        )
+        self.assertIn(
+            "| MRPC | 1000 | mean | plain | accuracy | 3 | 72.0 ± 2.0 | "
+            "70.0 ± 2.0 | f1 81.0 ± 1.0 | 68.4 |",
+            text,
+        )
+
+    def test_gain_uses_only_seeds_both_methods_ran(self):
+        folder = self.write(
+            [
+                fake_result("plain", 1, 0.70, 0.70),
+                fake_result("plain", 2, 0.90, 0.90),
+                fake_result("addrop-gradient", 1, 0.72, 0.71),
+            ]
+        )
+        text = reports.summarize([folder])
+        # Seed 2 has no AD-DROP run yet: comparing means would say -8.0.
+        self.assertIn("| 1 | +2.0 ± 0.0 | +1.0 ± 0.0 | 1 of 1 |", text)
+
+    def test_gain_without_common_seeds_is_marked_unpaired(self):
+        folder = self.write(
+            [
+                fake_result("plain", 42, 0.70, 0.70),
+                fake_result("addrop-gradient", 1, 0.72, 0.69),
+            ]
+        )
+        text = reports.summarize([folder])
+        self.assertIn("| 0 | +2.0 (unpaired) | -1.0 (unpaired) | - |", text)
+
+    def test_correlation_tasks_have_no_majority_baseline(self):
+        folder = self.write([fake_result("plain", 1, 0.80, 0.79, task="STS-B")])
+        text = reports.summarize([folder])
+        self.assertIn("| pearson | 1 | 80.0 ± 0.0 | 79.0 ± 0.0 | - | - |", text)
+        self.assertNotIn("gain over plain", text)
+
+    def test_missing_folder_is_an_error_naming_it(self):
+        with self.assertRaisesRegex(FileNotFoundError, "/nonexistent"):
+            reports.summarize(["/nonexistent"])
