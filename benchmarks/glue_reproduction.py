@@ -274,6 +274,14 @@ def recipe_table(results):
     return lines
 
 
+def finished(folder):
+    """Whether any run under `folder` has written its `results.json`."""
+    for _, _, files in os.walk(folder):
+        if "results.json" in files:
+            return True
+    return False
+
+
 def summary_stage(args):
     from keras_addrop import reports
 
@@ -285,8 +293,10 @@ def summary_stage(args):
     comparison = []
     for folder in folders:
         for name in sorted(os.listdir(folder)):
-            if name not in ("recipe", "grid"):
-                comparison.append(os.path.join(folder, name))
+            path = os.path.join(folder, name)
+            # A comparison whose first run is still training has no results.
+            if name not in ("recipe", "grid") and finished(path):
+                comparison.append(path)
     sections = []
     if comparison:
         sections += ["## Plain vs AD-DROP", "", reports.summarize(comparison)]

@@ -120,3 +120,13 @@ class GlueReproductionTest(TestCase):
         )
         # The recipe's head, rate and epochs name the comparison's folder.
         self.assertEqual(runs[0][1], "mean-lr5e-05-e3")
+
+    def test_summary_skips_a_comparison_still_training_its_first_run(self):
+        self.write("rte", "mean", 5e-5, [0.5, 0.6])
+        running = os.path.join(self.root, "rte-1000", "mean-lr5e-05-e2")
+        os.makedirs(os.path.join(running, "plain", "seed1", "backup"))
+        glue_reproduction.summary_stage(argparse.Namespace(grid_task="rte"))
+        with open(os.path.join(self.root, "summary.md")) as f:
+            summary = f.read()
+        self.assertIn("## Recipe search", summary)
+        self.assertNotIn("Plain vs AD-DROP", summary)
