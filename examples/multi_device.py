@@ -183,8 +183,8 @@ keras-addrop finetune --task rte --strategy multi-worker --output runs/rte
 """
 Worker 0 writes the run's results to `--output`, the others to
 `--output/worker_<index>`. Every epoch is backed up
-(`keras.callbacks.BackupAndRestore`), so a worker that fails can be
-restarted with the same command and the run resumes after the last finished
-epoch, in the right cross-tuning phase. The test suite runs this with two
+(`keras_addrop.callbacks.BackupAndRestore`, random state included), so a
+worker that fails can be restarted with the same command and the run resumes
+after the last finished epoch, in the right cross-tuning phase. The test suite runs this with two
 workers on one machine, including a worker killed and restarted.
 """

@@ -1,3 +1,7 @@
+import json
+import os
+import warnings
+
 import keras
 
 from keras_addrop.api_export import keras_addrop_export
@@ -48,6 +52,110 @@ class CrossTuning(keras.callbacks.Callback):
 
     def get_config(self):
         return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+@keras_addrop_export("keras_addrop.callbacks.BackupAndRestore")
+class BackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`keras.callbacks.BackupAndRestore` that also restores random state.
+
+    Keras backs up the weights and the optimizer, not the random generators:
+    a resumed run starts every `keras.random.SeedGenerator` (dropout, the
+    AD-DROP masks) where it started at the beginning of training, so it
+    draws other dropout and other masks than the run it continues. This
+    drop-in replacement also backs up the state of every seed generator of
+    the model, so that, with the data in the same order (see
+    `keras_addrop.glue.preprocessed_batches`'s `initial_epoch`), a resumed
+    run gives the same weights and metrics as an uninterrupted one.
+
+    The random state is written before the weights, and the last two
+    backups are kept, so that a run killed between the two writes still
+    finds the state of the backup it resumes from. A backup without it (for
+    example one made by `keras.callbacks.BackupAndRestore`) resumes with a
+    warning.
+
+    Args:
+        backup_dir: string, the folder of the backup (as for
+            `keras.callbacks.BackupAndRestore`).
+        **kwargs: the other arguments of `keras.callbacks.BackupAndRestore`
+            (`save_freq`, `double_checkpoint`, `delete_checkpoint`).
+
+    Example:
+
+    ```python
+    classifier.fit(
+        train_ds,
+        epochs=6,
+        callbacks=[
+            keras_addrop.callbacks.CrossTuning(),
+            keras_addrop.callbacks.BackupAndRestore("/tmp/backup"),
+        ],
+    )
+    ```
+    """
+
+    def __init__(self, backup_dir, **kwargs):
+        super().__init__(backup_dir, **kwargs)
+        self._random_state_path = os.path.join(backup_dir, "random_state.json")
+
+    def _seed_states(self):
+        # `variables` is `weights` plus the seed generators' states.
+        weights = {id(w) for w in self.model.weights}
+        return [v for v in self.model.variables if id(v) not in weights]
+
+    def _save_model(self):
+        key = f"{self._current_epoch}:{self._last_batch_seen}"
+        saved = self._read_random_states()
+        latest = [k for k in saved if k != key][-1:]
+        saved = {k: saved[k] for k in latest}
+        saved[key] = [
+            {"path": v.path, "value": keras.ops.convert_to_numpy(v).tolist()}
+            for v in self._seed_states()
+        ]
+        os.makedirs(self.backup_dir, exist_ok=True)
+        temporary = self._random_state_path + ".tmp"
+        with open(temporary, "w") as f:
+            json.dump(saved, f)
+        os.replace(temporary, self._random_state_path)
+        super()._save_model()
+
+    def _read_random_states(self):
+        if not os.path.isfile(self._random_state_path):
+            return {}
+        with open(self._random_state_path) as f:
+            return json.load(f)
+
+    def _load_model(self):
+        super()._load_model()
+        if not os.path.isfile(self._training_metadata_path):
+            return  # No backup: a fresh run.
+        with open(self._training_metadata_path) as f:
+            metadata = json.load(f)
+        key = f"{metadata['epoch']}:{metadata.get('batch', 0)}"
+        states = self._read_random_states().get(key)
+        variables = self._seed_states()
+        if states is None or len(states) != len(variables):
+            warnings.warn(
+                f"The backup in {self.backup_dir} holds no random state for "
+                f"epoch {metadata['epoch']} of this model: the resumed run "
+                "draws other dropout and AD-DROP masks than an "
+                "uninterrupted one would.",
+                stacklevel=2,
+            )
+            return
+        for variable, state in zip(variables, states):
+            variable.assign(state["value"])
+
+    def get_config(self):
+        return {
+            "backup_dir": self.backup_dir,
+            "save_freq": self.save_freq,
+            "double_checkpoint": self.double_checkpoint,
+            "delete_checkpoint": self.delete_checkpoint,
+        }
 
     @classmethod
     def from_config(cls, config):

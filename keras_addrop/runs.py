@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_addrop import glue
+from keras_addrop.callbacks import BackupAndRestore
 from keras_addrop.callbacks import CrossTuning
 from keras_addrop.models.presets import minilm_l6_preset
 
@@ -264,6 +265,9 @@ def finetune(args):
             metrics=[] if task.is_regression else ["accuracy"],
         )
 
+    backup = os.path.join(output, "backup")
+    epoch_log = os.path.join(output, "epochs.jsonl")
+    previous = resumable_epochs(backup, epoch_log)
     length_aware = not args.no_length_aware
     train = glue.preprocessed_batches(
         to_dataset(texts, labels, indices),
@@ -272,6 +276,7 @@ def finetune(args):
         length_aware=length_aware,
         shuffle=True,
         seed=args.seed,
+        initial_epoch=len(previous),
     )
     dev = glue.preprocessed_batches(
         to_dataset(dev_texts, dev_labels),
@@ -279,9 +284,6 @@ def finetune(args):
         args.batch_size,
         length_aware=length_aware,
     )
-    backup = os.path.join(output, "backup")
-    epoch_log = os.path.join(output, "epochs.jsonl")
-    previous = resumable_epochs(backup, epoch_log)
     evaluation = glue.GlueEvaluation(
         task, dev, patience=args.patience, history=[e["dev"] for e in previous]
     )
@@ -290,7 +292,8 @@ def finetune(args):
         callbacks.append(CrossTuning())
     callbacks += [
         keras.callbacks.TensorBoard(os.path.join(output, "logs")),
-        keras.callbacks.BackupAndRestore(backup),
+        # Random state too: a resumed run equals an uninterrupted one.
+        BackupAndRestore(backup),
     ]
     verbose = args.verbose if args.verbose is not None else "auto"
     start = time.time()

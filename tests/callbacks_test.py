@@ -1,8 +1,10 @@
+import json
 import os
 
 import keras
 import numpy as np
 
+import keras_addrop
 from keras_addrop.callbacks import CrossTuning
 from keras_addrop.models import ADDropBertTextClassifier
 from tests.test_case import TestCase
@@ -132,3 +134,103 @@ class CrossTuningTest(TestCase):
         self.assertIsInstance(
             keras.saving.deserialize_keras_object(config), CrossTuning
         )
+
+
+def random_model():
+    """Dropout and q < 1: every step draws from the seed generators."""
+    keras.utils.set_random_seed(0)
+    model = ADDropBertTextClassifier(
+        tiny_backbone(dropout=0.1),
+        num_classes=2,
+        candidate_ratio=0.5,
+        drop_rate=0.5,
+        addrop_layers="all",
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return model
+
+
+class BackupAndRestoreTest(TestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.x, cls.y = tiny_batch(batch_size=16)
+        cls.fit = dict(batch_size=8, epochs=4, shuffle=False, verbose=0)
+        # The uninterrupted run the resumed ones are compared with.
+        cls.reference = random_model()
+        cls.reference.fit(cls.x, cls.y, callbacks=[CrossTuning()], **cls.fit)
+
+    def interrupted_then_resumed(self, backup_cls):
+        backup_dir = os.path.join(self.get_temp_dir(), "backup")
+        callbacks = [CrossTuning(), backup_cls(backup_dir)]
+        with self.assertRaisesRegex(RuntimeError, "preempted"):
+            random_model().fit(
+                self.x,
+                self.y,
+                callbacks=callbacks + [_Interrupt(epoch=2)],
+                **self.fit,
+            )
+        # A fresh model, as in a new process.
+        model = random_model()
+        model.fit(self.x, self.y, callbacks=callbacks, **self.fit)
+        return model
+
+    def test_resumed_run_with_dropout_and_masks_matches_uninterrupted(self):
+        model = self.interrupted_then_resumed(
+            keras_addrop.callbacks.BackupAndRestore
+        )
+        self.assertWeightsClose(model, self.reference, atol=1e-6)
+
+    def test_keras_backup_alone_resumes_with_other_random_draws(self):
+        # Why the callback exists: without the seed states the resumed
+        # epochs draw other dropout and masks.
+        model = self.interrupted_then_resumed(keras.callbacks.BackupAndRestore)
+        differences = [
+            np.max(np.abs(a - b))
+            for a, b in zip(model.get_weights(), self.reference.get_weights())
+        ]
+        self.assertGreater(max(differences), 1e-4)
+
+    def test_backup_without_random_state_resumes_with_a_warning(self):
+        backup_dir = os.path.join(self.get_temp_dir(), "backup")
+        with self.assertRaisesRegex(RuntimeError, "preempted"):
+            random_model().fit(
+                self.x,
+                self.y,
+                epochs=2,
+                callbacks=[
+                    keras.callbacks.BackupAndRestore(backup_dir),
+                    _Interrupt(epoch=1),
+                ],
+                verbose=0,
+            )
+        with self.assertWarnsRegex(UserWarning, "holds no random state"):
+            history = random_model().fit(
+                self.x,
+                self.y,
+                epochs=2,
+                callbacks=[keras_addrop.callbacks.BackupAndRestore(backup_dir)],
+                verbose=0,
+            )
+        self.assertEqual(history.epoch, [1])
+
+    def test_random_state_of_the_two_latest_backups_is_kept(self):
+        backup_dir = os.path.join(self.get_temp_dir(), "backup")
+        callback = keras_addrop.callbacks.BackupAndRestore(
+            backup_dir, delete_checkpoint=False
+        )
+        model = random_model()
+        model.fit(self.x, self.y, epochs=2, callbacks=[callback], verbose=0)
+        with open(os.path.join(backup_dir, "random_state.json")) as f:
+            saved = json.load(f)
+        self.assertEqual(list(saved), ["1:0", "2:0"])
+        self.assertTrue(all(saved[key] for key in saved))
+
+    def test_callback_serializes(self):
+        callback = keras_addrop.callbacks.BackupAndRestore(
+            "/tmp/backup", save_freq=3
+        )
+        self.run_serialization_test(callback)

@@ -295,6 +295,19 @@ class FaultToleranceTest(_Fixtures):
             resumed = json.load(f)
         self.assertGreaterEqual(resumed["resumed_after_epoch"], 1)
         self.assertEqual([e["epoch"] for e in resumed["epochs"]], [1, 2, 3, 4])
+        # Same batches, dropout and masks as a run that was never stopped.
+        uninterrupted = os.path.join(self.get_temp_dir(), "uninterrupted")
+        argv[argv.index(output)] = uninterrupted
+        finished = subprocess.run(argv, capture_output=True, text=True)
+        self.assertEqual(finished.returncode, 0, msg=finished.stderr[-3000:])
+        with open(os.path.join(uninterrupted, "results.json")) as f:
+            reference = json.load(f)
+        for a, b in zip(resumed["epochs"], reference["epochs"]):
+            self.assertAllClose(a["train_loss"], b["train_loss"], atol=1e-5)
+            for metric in b["dev"]:
+                self.assertAllClose(
+                    a["dev"][metric], b["dev"][metric], atol=1e-5
+                )
         # The cost counts the epochs of both processes.
         seconds = [e["seconds"] for e in resumed["epochs"]]
         self.assertTrue(all(s > 0 for s in seconds), seconds)

@@ -1,5 +1,7 @@
 """Sampling and length-aware batching of GLUE examples."""
 
+import numbers
+
 import numpy as np
 import tensorflow as tf
 
@@ -118,6 +120,7 @@ def preprocessed_batches(
     length_aware=True,
     shuffle=False,
     seed=None,
+    initial_epoch=0,
 ):
     """Preprocesses and batches a GLUE dataset, padding per batch.
 
@@ -144,10 +147,18 @@ def preprocessed_batches(
             keep the order and pad to the preprocessor's `sequence_length`.
         shuffle: bool. Shuffle every epoch.
         seed: int or `None`, the shuffle seed.
+        initial_epoch: int. The epoch the first pass over the dataset
+            belongs to. A run resumed after `k` epochs (as `fit` does with
+            `keras_addrop.callbacks.BackupAndRestore`) passes `k`, so that
+            its batches come in the order an uninterrupted run would see
+            them. Defaults to `0`.
 
     Returns:
         A batched `tf.data.Dataset` of `(x, label)` (or `x`), `x` the dict
         of `"token_ids"`, `"padding_mask"` (and `"segment_ids"` for BERT).
+
+    Raises:
+        ValueError: if `initial_epoch` is not an int >= 0.
 
     Example:
 
@@ -161,9 +172,22 @@ def preprocessed_batches(
     )
     ```
     """
+    if (
+        isinstance(initial_epoch, bool)
+        or not isinstance(initial_epoch, numbers.Integral)
+        or initial_epoch < 0
+    ):
+        raise ValueError(
+            "Invalid value for argument `initial_epoch`: expected an int >= "
+            f"0. Received: initial_epoch={initial_epoch!r}"
+        )
     x, y = _preprocess_all(dataset, preprocessor, labelled)
     lengths = x["padding_mask"].sum(-1)
     rng = np.random.default_rng(seed) if shuffle else None
+    # Every pass draws its order from one generator: skip the draws of the
+    # epochs already trained.
+    for _ in range(initial_epoch if shuffle else 0):
+        _batch_order(lengths, batch_size, length_aware, rng)
     num_batches = -(-len(lengths) // batch_size)
 
     def batches():

@@ -77,6 +77,25 @@ class BatchingTest(TestCase):
         wasted = [(x["padding_mask"].numpy() == 0).sum() for x, _ in unsorted]
         self.assertLess(sum(padding), sum(wasted) / 4)
 
+    def test_initial_epoch_continues_the_order_of_an_uninterrupted_run(self):
+        def orders(initial_epoch, passes):
+            batches = preprocessed_batches(
+                self.dataset, preprocessor(), 4, shuffle=True, seed=5,
+                initial_epoch=initial_epoch,
+            )  # fmt: skip
+            return [
+                [tuple(y.numpy()) for _, y in batches] for _ in range(passes)
+            ]
+
+        self.assertEqual(orders(2, 2), orders(0, 4)[2:])
+        for bad in (-1, 1.5, True, "2"):
+            with self.assertRaisesRegex(
+                ValueError, f"Received: initial_epoch={bad!r}"
+            ):
+                preprocessed_batches(
+                    self.dataset, preprocessor(), 4, initial_epoch=bad
+                )
+
     def test_predictions_are_the_same_either_way(self):
         model = ADDropBertTextClassifier(
             tiny_backbone(vocabulary_size=len(VOCABULARY)), num_classes=2
