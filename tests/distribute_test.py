@@ -7,7 +7,6 @@ import keras
 import numpy as np
 
 from keras_addrop.attribution import compute_attribution
-from keras_addrop.callbacks import CrossTuning
 from keras_addrop.models import ADDropBertTextClassifier
 from keras_addrop.ops.addrop_mask import top_candidates
 from tests.test_case import TestCase
@@ -34,12 +33,6 @@ def deterministic_model(**kwargs):
         **kwargs,
     )
     return model
-
-
-class _Interrupt(keras.callbacks.Callback):
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == 2:
-            raise RuntimeError("preempted")
 
 
 class MirroredStrategyTest(TestCase):
@@ -84,24 +77,6 @@ class SingleDeviceTest(TestCase):
         for model in (compiled, graph):
             model.fit(self.x, self.y, batch_size=8, shuffle=False, verbose=0)
         self.assertWeightsClose(compiled, graph, atol=1e-5)
-
-    def test_resumed_run_matches_an_uninterrupted_one(self):
-        backup = os.path.join(self.get_temp_dir(), "backup")
-        fit = dict(batch_size=8, epochs=4, shuffle=False, verbose=0)
-        reference = deterministic_model()
-        full = reference.fit(self.x, self.y, callbacks=[CrossTuning()], **fit)
-        model = deterministic_model()
-        callbacks = [CrossTuning(), keras.callbacks.BackupAndRestore(backup)]
-        with self.assertRaisesRegex(RuntimeError, "preempted"):
-            model.fit(
-                self.x, self.y, callbacks=callbacks + [_Interrupt()], **fit
-            )
-        first = model.history.history["addrop_drop_fraction"]
-        model = deterministic_model()
-        rest = model.fit(self.x, self.y, callbacks=callbacks, **fit)
-        phases = first + rest.history["addrop_drop_fraction"]
-        self.assertAllClose(phases, full.history["addrop_drop_fraction"])
-        self.assertWeightsClose(model, reference, atol=1e-6)
 
     def test_float16_candidates_agree_with_float32(self):
         keras.utils.set_random_seed(4)
