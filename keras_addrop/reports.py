@@ -35,8 +35,9 @@ def load_results(folders):
 
 def _mean_std(values, sign=""):
     values = np.asarray(values, "float64") * 100
-    std = values.std(ddof=1) if len(values) > 1 else 0.0
-    return f"{values.mean():{sign}.1f} ± {std:.1f}"
+    if len(values) == 1:
+        return f"{values[0]:{sign}.1f}"  # One run has no spread to report.
+    return f"{values.mean():{sign}.1f} ± {values.std(ddof=1):.1f}"
 
 
 def _majority(value, metric):
