@@ -106,6 +106,9 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         weights = {id(w) for w in self.model.weights}
         return [v for v in self.model.variables if id(v) not in weights]
 
+    # `_save_model` and `_load_model` are where Keras writes and reads the
+    # backup (every epoch or every `save_freq` batches, and at the start):
+    # the random state is kept in step with them.
     def _save_model(self):
         key = f"{self._current_epoch}:{self._last_batch_seen}"
         saved = self._read_random_states()
@@ -146,6 +149,7 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
                 stacklevel=2,
             )
             return
+        # Matched by order, not path: paths carry per-process name suffixes.
         for variable, state in zip(variables, states):
             variable.assign(state["value"])
 
