@@ -248,6 +248,8 @@ def grid_stage(args):
 
 
 def recipe_table(results):
+    from keras_addrop import reports
+
     lines = [
         "| task | train examples | head | learning rate | metric | dev per "
         "epoch | best (epoch) | majority | minutes |",
@@ -259,9 +261,7 @@ def recipe_table(results):
                        r["config"]["learning_rate"]),
     ):  # fmt: skip
         main = r["main_metric"]
-        majority = r["majority_baseline"][main]
-        # A constant prediction has no correlation with the scores.
-        majority = "-" if main == "pearson" else f"{100 * majority:.1f}"
+        majority = reports.majority_cell(r["majority_baseline"][main], main)
         curve = ", ".join(f"{100 * e['dev'][main]:.1f}" for e in r["epochs"])
         lines.append(
             f"| {r['task']} | {r['train_examples']} | "

@@ -40,8 +40,12 @@ def _mean_std(values, sign=""):
     return f"{values.mean():{sign}.1f} ± {values.std(ddof=1):.1f}"
 
 
-def _majority(value, metric):
-    # A constant prediction has no correlation with the scores: no baseline.
+def majority_cell(value, metric):
+    """The majority-class baseline as a table cell, in points.
+
+    A constant prediction has no correlation with the scores: correlation
+    metrics get `"-"`.
+    """
     return "-" if metric in ("pearson", "spearman") else f"{100 * value:.1f}"
 
 
@@ -113,7 +117,7 @@ def markdown_table(rows):
             f"{row['method']} | "
             f"{row['metric']} | {len(row['seeds'])} | {_mean_std(row['best'])}"
             f" | {_mean_std(row['last'])} | {others or '-'} | "
-            f"{_majority(row['majority'], row['metric'])} |"
+            f"{majority_cell(row['majority'], row['metric'])} |"
         )
     gains = []
     for plain in rows:
