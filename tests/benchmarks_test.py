@@ -1,9 +1,11 @@
 """The GLUE reproduction driver resumes and chooses recipes from results."""
 
 import argparse
+import io
 import json
 import os
 import sys
+import time
 from unittest import mock
 
 from tests.test_case import REPO_ROOT
@@ -95,16 +97,10 @@ class GlueReproductionTest(TestCase):
         recipe = {"head": "mean", "learning_rate": 5e-5, "epochs": 3}
         with open(os.path.join(self.root, "recipes.json"), "w") as f:
             json.dump({"rte": recipe, "mrpc": recipe}, f)
-        folders = []
-        with mock.patch.object(
-            glue_reproduction, "run", lambda folder, *_: folders.append(folder)
-        ):
-            glue_reproduction.primary_stage(
-                argparse.Namespace(
-                    tasks=["rte", "mrpc", "cola"], seeds=[1, 2], log_dir=""
-                )
-            )
-        runs = [os.path.relpath(f, self.root).split(os.sep) for f in folders]
+        planned = glue_reproduction.primary_runs(
+            argparse.Namespace(tasks=["rte", "mrpc", "cola"], seeds=[1, 2])
+        )
+        runs = [os.path.relpath(f, self.root).split(os.sep) for f, _ in planned]
         self.assertEqual(
             [(r[0], r[2], r[3]) for r in runs],
             [
@@ -130,3 +126,57 @@ class GlueReproductionTest(TestCase):
             summary = f.read()
         self.assertIn("## Recipe search", summary)
         self.assertNotIn("Plain vs AD-DROP", summary)
+
+    def test_reading_stage_waits_for_the_runs_submitted_before_it(self):
+        events = []
+
+        def fake_run(folder, flags, log_root, threads):
+            time.sleep(0.05)
+            events.append(("run", os.path.basename(folder), threads))
+
+        def fake_summary(args):
+            events.append(("summary",))
+
+        recipe = {"head": "mean", "learning_rate": 5e-5, "epochs": 3}
+        with open(os.path.join(self.root, "recipes.json"), "w") as f:
+            json.dump({"rte": recipe}, f)
+        with (
+            mock.patch.object(glue_reproduction, "run", fake_run),
+            mock.patch.dict(
+                glue_reproduction.READ_STAGES, {"summary": fake_summary}
+            ),
+            mock.patch.object(os, "cpu_count", lambda: 2),
+        ):
+            glue_reproduction.run_stages(
+                argparse.Namespace(
+                    stages=["primary", "summary"], tasks=["rte"], seeds=[1, 2],
+                    jobs=2, log_dir="",
+                )
+            )  # fmt: skip
+        self.assertEqual(events[-1], ("summary",))
+        runs = events[:-1]
+        self.assertLen(runs, 4)
+        # Two processes at a time on two cores: one thread each.
+        self.assertEqual({r[2] for r in runs}, {1})
+
+    def test_single_job_keeps_tensorflow_default_threads(self):
+        calls = []
+        with mock.patch.object(
+            glue_reproduction, "run", lambda *a: calls.append(a[-1])
+        ):
+            glue_reproduction.run_stages(
+                argparse.Namespace(
+                    stages=["recipe"], tasks=["rte"], heads=["mean"],
+                    learning_rates=["5e-5", "1e-4"], recipe_epochs=2,
+                    jobs=1, log_dir="",
+                )
+            )  # fmt: skip
+        self.assertEqual(calls, [None, None])
+
+    def test_jobs_below_one_is_rejected_with_the_value(self):
+        with (
+            mock.patch.object(sys, "stderr", io.StringIO()) as stderr,
+            self.assertRaises(SystemExit),
+        ):
+            glue_reproduction.main(["--stages", "summary", "--jobs", "0"])
+        self.assertIn("Received: --jobs=0", stderr.getvalue())
