@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import warnings
 
 import keras
@@ -58,6 +59,13 @@ class CrossTuning(keras.callbacks.Callback):
         return cls(**config)
 
 
+def _write_json_atomically(path, value):
+    temporary = path + ".tmp"
+    with open(temporary, "w") as f:
+        json.dump(value, f)
+    os.replace(temporary, path)
+
+
 @keras_addrop_export("keras_addrop.callbacks.BackupAndRestore")
 class BackupAndRestore(keras.callbacks.BackupAndRestore):
     """`keras.callbacks.BackupAndRestore` that also restores random state.
@@ -71,14 +79,17 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     `keras_addrop.glue.preprocessed_batches`'s `initial_epoch`), a resumed
     run gives the same weights and metrics as an uninterrupted one.
 
-    The random state is written before the weights, and the last two
-    backups are kept, so that a run killed between the two writes still
-    finds the state of the backup it resumes from. A backup without it (for
-    example one made by `keras.callbacks.BackupAndRestore`) resumes with a
-    warning.
+    Every file of the backup is written to a temporary file and then
+    renamed over the old one, so a run killed while a backup is written
+    (the weights take seconds) resumes from the previous backup instead of
+    finding a truncated weights file, which Keras's callback leaves behind.
+    The random state is written first, and the last two are kept, so that
+    a run killed between the writes still finds the state of the backup it
+    resumes from. A backup without it (for example one made by
+    `keras.callbacks.BackupAndRestore`) resumes with a warning.
 
     Args:
-        backup_dir: string, the folder of the backup (as for
+        backup_dir: string, a local folder for the backup (as for
             `keras.callbacks.BackupAndRestore`).
         **kwargs: the other arguments of `keras.callbacks.BackupAndRestore`
             (`save_freq`, `double_checkpoint`, `delete_checkpoint`).
@@ -119,11 +130,19 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
             for v in self._seed_states()
         ]
         os.makedirs(self.backup_dir, exist_ok=True)
-        temporary = self._random_state_path + ".tmp"
-        with open(temporary, "w") as f:
-            json.dump(saved, f)
-        os.replace(temporary, self._random_state_path)
-        super()._save_model()
+        _write_json_atomically(self._random_state_path, saved)
+        if self.double_checkpoint:
+            for path in (self._weights_path, self._training_metadata_path):
+                if os.path.isfile(path):
+                    shutil.copyfile(path, f"{path}.bkp")
+        # `save_weights` wants the `.weights.h5` suffix.
+        temporary = os.path.join(self.backup_dir, "writing.weights.h5")
+        self.model.save_weights(temporary, overwrite=True)
+        os.replace(temporary, self._weights_path)
+        _write_json_atomically(
+            self._training_metadata_path,
+            {"epoch": self._current_epoch, "batch": self._last_batch_seen},
+        )
 
     def _read_random_states(self):
         if not os.path.isfile(self._random_state_path):

@@ -217,6 +217,36 @@ class BackupAndRestoreTest(TestCase):
             )
         self.assertEqual(history.epoch, [1])
 
+    def test_run_killed_while_writing_weights_resumes_from_previous_backup(
+        self,
+    ):
+        backup_dir = os.path.join(self.get_temp_dir(), "backup")
+        callbacks = [
+            CrossTuning(),
+            keras_addrop.callbacks.BackupAndRestore(backup_dir),
+        ]
+        model = random_model()
+        save_weights = model.save_weights
+        saves = []
+
+        def killed_on_second_save(filepath, **kwargs):
+            saves.append(filepath)
+            if len(saves) < 2:
+                return save_weights(filepath, **kwargs)
+            # Half a file, as a process killed mid-write leaves it.
+            with open(filepath, "wb") as f:
+                f.write(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
+            raise RuntimeError("killed")
+
+        model.save_weights = killed_on_second_save
+        with self.assertRaisesRegex(RuntimeError, "killed"):
+            model.fit(self.x, self.y, callbacks=callbacks, **self.fit)
+        resumed = random_model()
+        history = resumed.fit(self.x, self.y, callbacks=callbacks, **self.fit)
+        # Epoch 1's backup is intact: epochs 2 to 4 run again.
+        self.assertEqual(history.epoch, [1, 2, 3])
+        self.assertWeightsClose(resumed, self.reference, atol=1e-6)
+
     def test_random_state_of_the_two_latest_backups_is_kept(self):
         backup_dir = os.path.join(self.get_temp_dir(), "backup")
         callback = keras_addrop.callbacks.BackupAndRestore(
