@@ -49,8 +49,35 @@ def majority_cell(value, metric):
     return "-" if metric in ("pearson", "spearman") else f"{100 * value:.1f}"
 
 
+def _recipe(config):
+    """The training budget of a run: runs that differ in it never share a
+    row (a mean over learning rates would describe no run)."""
+    parts = []
+    if config.get("learning_rate") is not None:
+        parts.append(f"lr {config['learning_rate']:g}")
+    if config.get("epochs") is not None:
+        parts.append(f"{config['epochs']} ep")
+    if config.get("patience"):
+        parts.append(f"patience {config['patience']}")
+    return ", ".join(parts) or "-"
+
+
+def _method(result):
+    config = result["config"]
+    if result["method"] == "plain":
+        return "plain"
+    details = [f"p={config['candidate_ratio']:g}", f"q={config['drop_rate']:g}"]
+    layers = config.get("addrop_layers")
+    if layers is not None:
+        if isinstance(layers, (list, tuple)):
+            layers = ",".join(str(i) for i in layers)
+        details.append(f"layers {layers}")
+    return f"{result['method']} ({', '.join(details)})"
+
+
 def summary_rows(results):
-    """Per (task, train size, head, method): seeds and metric statistics.
+    """Per (task, train size, head, recipe, method): seeds and metric
+    statistics.
 
     Each row holds, per seed, the main metric at the best and at the last
     epoch, and the other dev metrics (MRPC's F1, STS-B's Spearman) at the
@@ -59,15 +86,11 @@ def summary_rows(results):
     groups = collections.defaultdict(list)
     for r in results:
         config = r["config"]
-        method = r["method"]
-        if method != "plain":
-            method += (
-                f" (p={config['candidate_ratio']:g}, q={config['drop_rate']:g})"
-            )
         head = config.get("pooling", "cls")
-        groups[(r["task"], r["train_examples"], head, method)].append(r)
+        key = (r["task"], r["train_examples"], head, _recipe(config))
+        groups[(*key, _method(r))].append(r)
     rows = []
-    for (task, size, head, method), runs in sorted(groups.items()):
+    for (task, size, head, recipe, method), runs in sorted(groups.items()):
         runs = sorted(runs, key=lambda r: r["config"]["seed"])
         main = runs[0]["main_metric"]
         others = [m for m in runs[0]["best"] if m not in (main, "loss")]
@@ -76,6 +99,7 @@ def summary_rows(results):
                 "task": task,
                 "train_examples": size,
                 "head": head,
+                "recipe": recipe,
                 "method": method,
                 "metric": main,
                 "seeds": [r["config"]["seed"] for r in runs],
@@ -103,10 +127,10 @@ def _paired(plain, other, key):
 def markdown_table(rows):
     """Markdown for `summary_rows`: one table of runs, one of paired gains."""
     lines = [
-        "| task | train examples | head | method | metric | seeds | best "
-        "epoch (mean ± std) | last epoch (mean ± std) | other metrics, best "
-        "epoch | majority |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| task | train examples | head | recipe | method | metric | seeds | "
+        "best epoch (mean ± std) | last epoch (mean ± std) | other metrics, "
+        "best epoch | majority |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         others = ", ".join(
@@ -114,7 +138,7 @@ def markdown_table(rows):
         )
         lines.append(
             f"| {row['task']} | {row['train_examples']} | {row['head']} | "
-            f"{row['method']} | "
+            f"{row['recipe']} | {row['method']} | "
             f"{row['metric']} | {len(row['seeds'])} | {_mean_std(row['best'])}"
             f" | {_mean_std(row['last'])} | {others or '-'} | "
             f"{majority_cell(row['majority'], row['metric'])} |"
@@ -124,13 +148,13 @@ def markdown_table(rows):
         if plain["method"] != "plain":
             continue
         for other in rows:
-            keys = ("task", "train_examples", "head")
+            keys = ("task", "train_examples", "head", "recipe")
             same = all(other[key] == plain[key] for key in keys)
             if not same or other["method"] == "plain":
                 continue
             prefix = (
                 f"| {plain['task']} | {plain['train_examples']} | "
-                f"{plain['head']} | {other['method']} |"
+                f"{plain['head']} | {plain['recipe']} | {other['method']} |"
             )
             best = _paired(plain, other, "best")
             if best:
@@ -151,10 +175,10 @@ def markdown_table(rows):
     if gains:
         lines += [
             "",
-            "| task | train examples | head | method | paired seeds | gain "
-            "over plain, best epoch (mean ± std) | gain over plain, last "
-            "epoch (mean ± std) | seeds where it helps (best epoch) |",
-            "|---|---|---|---|---|---|---|---|",
+            "| task | train examples | head | recipe | method | paired seeds "
+            "| gain over plain, best epoch (mean ± std) | gain over plain, "
+            "last epoch (mean ± std) | seeds where it helps (best epoch) |",
+            "|---|---|---|---|---|---|---|---|---|",
             *gains,
         ]
     return "\n".join(lines)

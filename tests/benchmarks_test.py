@@ -180,3 +180,33 @@ class GlueReproductionTest(TestCase):
         ):
             glue_reproduction.main(["--stages", "summary", "--jobs", "0"])
         self.assertIn("Received: --jobs=0", stderr.getvalue())
+
+    def test_budget_runs_keep_the_recipe_rate_with_more_epochs_and_patience(
+        self,
+    ):
+        recipe = {"head": "mean", "learning_rate": 2e-5, "epochs": 6}
+        with open(os.path.join(self.root, "recipes.json"), "w") as f:
+            json.dump({"mrpc": recipe}, f)
+        planned = list(
+            glue_reproduction.budget_runs(
+                argparse.Namespace(
+                    budget_tasks=["mrpc"], budget_seeds=[1],
+                    budget_epochs=20, budget_patience=5,
+                )
+            )
+        )  # fmt: skip
+        folders = [os.path.relpath(f, self.root) for f, _ in planned]
+        self.assertEqual(
+            folders,
+            [
+                "mrpc-1000/mean-lr2e-05-e20-patience5/plain/seed1",
+                "mrpc-1000/mean-lr2e-05-e20-patience5/addrop/seed1",
+            ],
+        )
+        flags = planned[1][1]
+        for flag, value in [
+            ("--epochs", "20"), ("--patience", "5"),
+            ("--learning-rate", "2e-05"), ("--train-limit", "1000"),
+            ("--addrop-layers", "all"),
+        ]:  # fmt: skip
+            self.assertEqual(flags[flags.index(flag) + 1], value)

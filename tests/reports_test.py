@@ -16,8 +16,12 @@ def fake_result(method, seed, best, last, task="MRPC", f1=None, **config):
         "config": {
             "seed": seed,
             "pooling": "mean",
+            "learning_rate": 2e-5,
+            "epochs": 6,
+            "patience": None,
             "candidate_ratio": 0.3,
             "drop_rate": 0.3,
+            "addrop_layers": "all",
             **config,
         },
         "method": method,
@@ -54,13 +58,13 @@ class ReportsTest(TestCase):
         text = reports.summarize([folder])
         # Best-epoch differences +1, +3, -1: mean +1.0, sample std 2.0.
         self.assertIn(
-            "| MRPC | 1000 | mean | addrop-gradient (p=0.3, q=0.3) | 3 | "
-            "+1.0 ± 2.0 | +1.7 ± 1.5 | 2 of 3 |",
+            "| MRPC | 1000 | mean | lr 2e-05, 6 ep | addrop-gradient (p=0.3, "
+            "q=0.3, layers all) | 3 | +1.0 ± 2.0 | +1.7 ± 1.5 | 2 of 3 |",
             text,
         )
         self.assertIn(
-            "| MRPC | 1000 | mean | plain | accuracy | 3 | 72.0 ± 2.0 | "
-            "70.0 ± 2.0 | f1 81.0 ± 1.0 | 68.4 |",
+            "| MRPC | 1000 | mean | lr 2e-05, 6 ep | plain | accuracy | 3 | "
+            "72.0 ± 2.0 | 70.0 ± 2.0 | f1 81.0 ± 1.0 | 68.4 |",
             text,
         )
 
@@ -85,6 +89,33 @@ class ReportsTest(TestCase):
         )
         text = reports.summarize([folder])
         self.assertIn("| 0 | +2.0 (unpaired) | -1.0 (unpaired) | - |", text)
+
+    def test_runs_with_other_budgets_are_rows_of_their_own(self):
+        long = dict(epochs=20, patience=5)
+        folder = self.write(
+            [
+                fake_result("plain", 1, 0.70, 0.70),
+                fake_result("addrop-gradient", 1, 0.72, 0.71),
+                fake_result("plain", 1, 0.74, 0.73, **long),
+                fake_result("addrop-gradient", 1, 0.73, 0.73, **long),
+                fake_result(
+                    "addrop-gradient", 1, 0.75, 0.75, addrop_layers=[0]
+                ),
+            ]
+        )
+        text = reports.summarize([folder])
+        # Each budget is compared with its own plain runs.
+        self.assertIn(
+            "| lr 2e-05, 6 ep | addrop-gradient (p=0.3, q=0.3, layers all) "
+            "| 1 | +2.0 | +1.0 | 1 of 1 |",
+            text,
+        )
+        self.assertIn(
+            "| lr 2e-05, 20 ep, patience 5 | addrop-gradient (p=0.3, q=0.3, "
+            "layers all) | 1 | -1.0 | +0.0 | 0 of 1 |",
+            text,
+        )
+        self.assertIn("(p=0.3, q=0.3, layers 0) | 1 | +5.0 | +5.0 |", text)
 
     def test_correlation_tasks_have_no_majority_baseline(self):
         folder = self.write([fake_result("plain", 1, 0.80, 0.79, task="STS-B")])
