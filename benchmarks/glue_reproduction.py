@@ -16,6 +16,9 @@ Stages, in the order they should run:
   AD-DROP (GA, p = q = 0.3, cross-tuning; all layers, first layer for
   STS-B), `--seeds`.
 - `secondary`: the same on the full training set (`--secondary-tasks`).
+- `controls`: on the low-resource sample with the recipe, AD-DROP with
+  random candidates (RD) and with the other choice of layers
+  (`--control-tasks`, `--control-seeds`).
 - `budget`: plain vs AD-DROP on the low-resource sample with the recipe's
   head and rate but the reference's kind of budget: up to
   `--budget-epochs`, early stopping with `--budget-patience`.
@@ -30,7 +33,7 @@ the runs before them.
         --tasks stsb rte mrpc cola --heads mean --learning-rates 2e-5 5e-5 1e-4
     python benchmarks/glue_reproduction.py --stages primary summary --seeds 1 2 3
     python benchmarks/glue_reproduction.py --jobs 2 \\
-        --stages primary secondary grid summary
+        --stages primary controls budget secondary grid summary
 """
 
 import argparse
@@ -268,6 +271,43 @@ def secondary_runs(args):
                 yield from comparison_runs(task, None, [seed], recipes[task])
 
 
+def control_runs(args):
+    """Which part of AD-DROP costs accuracy: the same recipe and drop rate
+    with random candidates (RD: is it dropping attention at all, or
+    dropping the high-attribution keys?) and with the other choice of
+    layers (first layer where the reference masks all, all where it masks
+    the first)."""
+    recipes = load_recipes()
+    for seed in args.control_seeds:
+        for task in args.control_tasks:
+            if task not in recipes:
+                continue
+            recipe = recipes[task]
+            layers = "0" if ADDROP_LAYERS[task] == "all" else "all"
+            base = [
+                "--task", task, "--pooling", recipe["head"],
+                "--learning-rate", str(recipe["learning_rate"]),
+                "--epochs", str(recipe["epochs"]), "--seed", str(seed),
+                "--train-limit", str(LOW_RESOURCE),
+                "--sample-seed", str(SAMPLE_SEED),
+                "--candidate-ratio", "0.3", "--drop-rate", "0.3",
+            ]  # fmt: skip
+            variants = {
+                "addrop-random": [
+                    "--attribution", "random",
+                    "--addrop-layers", ADDROP_LAYERS[task],
+                ],
+                f"addrop-layers-{layers}": ["--addrop-layers", layers],
+            }  # fmt: skip
+            for name, flags in variants.items():
+                folder = os.path.join(
+                    ROOT, size_name(task, LOW_RESOURCE),
+                    f"{recipe['head']}-lr{recipe['learning_rate']:g}"
+                    f"-e{recipe['epochs']}", name, f"seed{seed}",
+                )  # fmt: skip
+                yield folder, base + flags
+
+
 def budget_runs(args):
     """The reference's budget: the recipe's head and rate, but up to
     `--budget-epochs` epochs with early stopping after `--budget-patience`
@@ -381,6 +421,7 @@ RUN_STAGES = {
     "recipe": recipe_runs,
     "primary": primary_runs,
     "secondary": secondary_runs,
+    "controls": control_runs,
     "budget": budget_runs,
     "grid": grid_runs,
 }
@@ -430,6 +471,8 @@ def main(argv=None):
     parser.add_argument("--recipe-epochs", type=int, default=10)
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--secondary-tasks", nargs="+", default=["mrpc", "rte"])
+    parser.add_argument("--control-tasks", nargs="+", default=["mrpc"])
+    parser.add_argument("--control-seeds", nargs="+", type=int, default=[1])
     parser.add_argument("--budget-tasks", nargs="+", default=["mrpc", "rte"])
     parser.add_argument("--budget-seeds", nargs="+", type=int, default=[1])
     parser.add_argument("--budget-epochs", type=int, default=20)

@@ -210,3 +210,27 @@ class GlueReproductionTest(TestCase):
             ("--addrop-layers", "all"),
         ]:  # fmt: skip
             self.assertEqual(flags[flags.index(flag) + 1], value)
+
+    def test_controls_vary_one_thing_against_the_task_recipe(self):
+        recipe = {"head": "mean", "learning_rate": 2e-5, "epochs": 6}
+        with open(os.path.join(self.root, "recipes.json"), "w") as f:
+            json.dump({"mrpc": recipe, "stsb": recipe}, f)
+        planned = dict(
+            glue_reproduction.control_runs(
+                argparse.Namespace(
+                    control_tasks=["mrpc", "stsb"], control_seeds=[1]
+                )
+            )
+        )
+        runs = {
+            os.path.relpath(f, self.root): flags for f, flags in planned.items()
+        }
+        recipe_folder = "mrpc-1000/mean-lr2e-05-e6"
+        random = runs[f"{recipe_folder}/addrop-random/seed1"]
+        self.assertEqual(random[random.index("--attribution") + 1], "random")
+        self.assertEqual(random[random.index("--addrop-layers") + 1], "all")
+        first = runs[f"{recipe_folder}/addrop-layers-0/seed1"]
+        self.assertNotIn("--attribution", first)
+        self.assertEqual(first[first.index("--addrop-layers") + 1], "0")
+        # STS-B masks the first layer in the reference: the control masks all.
+        self.assertIn("stsb-1000/mean-lr2e-05-e6/addrop-layers-all/seed1", runs)
