@@ -166,8 +166,8 @@ class CommandLineTest(_Fixtures):
             "summarize", folder, plain, "--output", table, "--heatmap", heatmap
         )
         self.assertEqual(code, 0)
-        self.assertIn("| RTE | 24 | cls | plain |", out)
-        self.assertIn("addrop-gradient (p=0.6, q=0.5)", out)
+        self.assertIn("| RTE | 24 | cls | lr 0.001, 1 ep | plain |", out)
+        self.assertIn("addrop-gradient (p=0.6, q=0.5, layers all)", out)
         self.assertIn("gain over plain", out)
         self.assertTrue(os.path.getsize(heatmap) > 1000)
         with open(table) as f:
