@@ -212,27 +212,40 @@ def choose_stage(args):
         json.dump({**previous, **recipes}, f, indent=1, sort_keys=True)
 
 
-def comparison_runs(task, limit, seeds, recipe, patience=None):
+def recipe_name(recipe, patience=None):
+    """The folder of a recipe's runs: `mean-lr2e-05-e6`."""
     name = f"{recipe['head']}-lr{recipe['learning_rate']:g}-e{recipe['epochs']}"
-    if patience:
-        name += f"-patience{patience}"
+    return f"{name}-patience{patience}" if patience else name
+
+
+def recipe_flags(task, recipe, seed, limit):
+    """The finetune flags of one seed of a recipe on `limit` examples
+    (`None`: the full training set)."""
+    flags = [
+        "--task", task, "--pooling", recipe["head"],
+        "--learning-rate", str(recipe["learning_rate"]),
+        "--epochs", str(recipe["epochs"]), "--seed", str(seed),
+    ]  # fmt: skip
+    if limit:
+        flags += [
+            "--train-limit",
+            str(limit),
+            "--sample-seed",
+            str(SAMPLE_SEED),
+        ]
+    return flags
+
+
+def comparison_runs(task, limit, seeds, recipe, patience=None):
+    name = recipe_name(recipe, patience)
     for seed in seeds:
         for method in ("plain", "addrop"):
             folder = os.path.join(
                 ROOT, size_name(task, limit), name, method, f"seed{seed}"
             )
-            flags = [
-                "--task", task, "--pooling", recipe["head"],
-                "--learning-rate", str(recipe["learning_rate"]),
-                "--epochs", str(recipe["epochs"]), "--seed", str(seed),
-            ]  # fmt: skip
+            flags = recipe_flags(task, recipe, seed, limit)
             if patience:
                 flags += ["--patience", str(patience)]
-            if limit:
-                flags += [
-                    "--train-limit", str(limit),
-                    "--sample-seed", str(SAMPLE_SEED),
-                ]  # fmt: skip
             if method == "plain":
                 flags.append("--no-addrop")
             else:
@@ -284,14 +297,8 @@ def control_runs(args):
                 continue
             recipe = recipes[task]
             layers = "0" if ADDROP_LAYERS[task] == "all" else "all"
-            base = [
-                "--task", task, "--pooling", recipe["head"],
-                "--learning-rate", str(recipe["learning_rate"]),
-                "--epochs", str(recipe["epochs"]), "--seed", str(seed),
-                "--train-limit", str(LOW_RESOURCE),
-                "--sample-seed", str(SAMPLE_SEED),
-                "--candidate-ratio", "0.3", "--drop-rate", "0.3",
-            ]  # fmt: skip
+            base = recipe_flags(task, recipe, seed, LOW_RESOURCE)
+            base += ["--candidate-ratio", "0.3", "--drop-rate", "0.3"]
             variants = {
                 "addrop-random": [
                     "--attribution", "random",
@@ -301,9 +308,8 @@ def control_runs(args):
             }  # fmt: skip
             for name, flags in variants.items():
                 folder = os.path.join(
-                    ROOT, size_name(task, LOW_RESOURCE),
-                    f"{recipe['head']}-lr{recipe['learning_rate']:g}"
-                    f"-e{recipe['epochs']}", name, f"seed{seed}",
+                    ROOT, size_name(task, LOW_RESOURCE), recipe_name(recipe),
+                    name, f"seed{seed}",
                 )  # fmt: skip
                 yield folder, base + flags
 
@@ -334,12 +340,8 @@ def grid_runs(args):
                 ROOT, size_name(args.grid_task, LOW_RESOURCE), "grid",
                 f"p{p}_q{q}", "seed1",
             )  # fmt: skip
-            flags = [
-                "--task", args.grid_task, "--pooling", recipe["head"],
-                "--learning-rate", str(recipe["learning_rate"]),
-                "--epochs", str(recipe["epochs"]), "--seed", "1",
-                "--train-limit", str(LOW_RESOURCE),
-                "--sample-seed", str(SAMPLE_SEED),
+            flags = recipe_flags(args.grid_task, recipe, 1, LOW_RESOURCE)
+            flags += [
                 "--candidate-ratio", p, "--drop-rate", q,
                 "--addrop-layers", ADDROP_LAYERS[args.grid_task],
             ]  # fmt: skip
