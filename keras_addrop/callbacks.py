@@ -81,8 +81,9 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
 
     Every file of the backup is written to a temporary file and then
     renamed over the old one, so a run killed while a backup is written
-    (the weights take seconds) resumes from the previous backup instead of
-    finding a truncated weights file, which Keras's callback leaves behind.
+    (272 MB for MiniLM-L6 with its AdamW state) resumes from the previous
+    backup instead of finding a truncated weights file, which Keras's
+    callback leaves behind.
     The random state is written first, and the last two are kept, so that
     a run killed between the writes still finds the state of the backup it
     resumes from. A backup without it (for example one made by
