@@ -127,6 +127,31 @@ class GlueReproductionTest(TestCase):
         self.assertIn("## Recipe search", summary)
         self.assertNotIn("Plain vs AD-DROP", summary)
 
+    def test_summary_has_a_table_without_the_recipe_search_seed(self):
+        comparison = os.path.join(self.root, "rte-1000", "mean-lr5e-05-e2")
+        scores = {("plain", 1): 0.70, ("plain", 2): 0.60,
+                  ("addrop", 1): 0.62, ("addrop", 2): 0.64}  # fmt: skip
+        for (method, seed), score in scores.items():
+            result = fake_result("RTE", "mean", 5e-5, [0.5, score])
+            result["config"].update(
+                seed=seed, candidate_ratio=0.3, drop_rate=0.3,
+                addrop_layers="all",
+            )  # fmt: skip
+            if method == "addrop":
+                result["method"] = "addrop-gradient"
+            folder = os.path.join(comparison, method, f"seed{seed}")
+            os.makedirs(folder)
+            with open(os.path.join(folder, "results.json"), "w") as f:
+                json.dump(result, f)
+        glue_reproduction.summary_stage(argparse.Namespace(grid_task="rte"))
+        with open(os.path.join(self.root, "summary.md")) as f:
+            summary = f.read()
+        everything, unselected = summary.split("without seed 1")
+        # Over both seeds the gain is (-8 + 4) / 2; without seed 1 it is +4.
+        self.assertIn("| 2 | -2.0 ± 8.5 |", everything)
+        self.assertIn("| 1 | +4.0 |", unselected)
+        self.assertNotIn("70.0", unselected)
+
     def test_reading_stage_waits_for_the_runs_submitted_before_it(self):
         events = []
 
