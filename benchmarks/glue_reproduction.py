@@ -23,7 +23,8 @@ Stages, in the order they should run:
   head and rate but the reference's kind of budget: up to
   `--budget-epochs`, early stopping with `--budget-patience`.
 - `grid`: the p/q grid on one task's low-resource sample, one seed.
-- `summary`: the tables (`summary.md`) and the p/q heat map.
+- `summary`: the tables (`summary.md`), the dev curves per epoch
+  (`curves.png`) and the p/q heat map.
 
 `--jobs 2` runs two processes at a time (one thread each on 2 cores); the
 stages' runs start in the order listed, and `choose` and `summary` wait for
@@ -404,7 +405,14 @@ def summary_stage(args):
                 comparison.append(path)
     sections = []
     if comparison:
-        sections += ["## Plain vs AD-DROP", "", reports.summarize(comparison)]
+        curves = os.path.join(ROOT, "curves.png")
+        sections += [
+            "## Plain vs AD-DROP",
+            "",
+            reports.summarize(comparison, curves_path=curves),
+            "",
+            "Dev curves per epoch: `curves.png`.",
+        ]
         unselected = [
             r["path"]
             for r in reports.load_results(comparison)

@@ -140,11 +140,14 @@ def build_parser():
     sweep.add_argument("--seeds", type=int, nargs="+", default=[42])
 
     summarize = commands.add_parser(
-        "summarize", help="Mean +- std tables and a p/q heat map."
+        "summarize", help="Mean +- std tables, dev curves and a p/q heat map."
     )
     summarize.add_argument("folders", nargs="+")
     summarize.add_argument("--output", default=None, help="Markdown file.")
     summarize.add_argument("--heatmap", default=None, help="PNG file.")
+    summarize.add_argument(
+        "--curves", default=None, help="PNG file: dev curves per epoch."
+    )
 
     predict = commands.add_parser(
         "predict", help="GLUE test predictions in the leaderboard format."
@@ -167,7 +170,11 @@ def main(argv=None):
         if args.command == "summarize":
             from keras_addrop import reports
 
-            print(reports.summarize(args.folders, args.output, args.heatmap))
+            print(
+                reports.summarize(
+                    args.folders, args.output, args.heatmap, args.curves
+                )
+            )
             return 0
         from keras_addrop import runs
 

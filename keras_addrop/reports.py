@@ -75,6 +75,19 @@ def _method(result):
     return f"{result['method']} ({', '.join(details)})"
 
 
+def _groups(results):
+    """Runs by (task, train size, head, recipe, method), seeds in order."""
+    groups = collections.defaultdict(list)
+    for r in results:
+        config = r["config"]
+        head = config.get("pooling", "cls")
+        key = (r["task"], r["train_examples"], head, _recipe(config))
+        groups[(*key, _method(r))].append(r)
+    for runs in groups.values():
+        runs.sort(key=lambda r: r["config"]["seed"])
+    return dict(sorted(groups.items()))
+
+
 def summary_rows(results):
     """Per (task, train size, head, recipe, method): seeds and metric
     statistics.
@@ -83,15 +96,8 @@ def summary_rows(results):
     epoch, and the other dev metrics (MRPC's F1, STS-B's Spearman) at the
     best epoch.
     """
-    groups = collections.defaultdict(list)
-    for r in results:
-        config = r["config"]
-        head = config.get("pooling", "cls")
-        key = (r["task"], r["train_examples"], head, _recipe(config))
-        groups[(*key, _method(r))].append(r)
     rows = []
-    for (task, size, head, recipe, method), runs in sorted(groups.items()):
-        runs = sorted(runs, key=lambda r: r["config"]["seed"])
+    for (task, size, head, recipe, method), runs in _groups(results).items():
         main = runs[0]["main_metric"]
         others = [m for m in runs[0]["best"] if m not in (main, "loss")]
         rows.append(
@@ -195,12 +201,8 @@ def heatmap(results, path):
     qs = sorted({r["config"]["drop_rate"] for r in sweep})
     if len(ps) * len(qs) < 2:
         return None
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = _pyplot()
+    if plt is None:
         return None
     main = sweep[0]["main_metric"]
     grid = np.full((len(ps), len(qs)), np.nan)
@@ -235,9 +237,146 @@ def heatmap(results, path):
     return path
 
 
-def summarize(folders, output=None, heatmap_path=None):
+def _pyplot():
+    """matplotlib's pyplot without a display, or `None` when missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+def comparison_curves(results):
+    """Per-epoch dev curves of every comparison of plain and AD-DROP runs.
+
+    A comparison is a (task, train size, head, recipe) with plain runs and
+    runs of another method.
+
+    Returns:
+        A list with one dict per comparison: `key` (task, train size, head,
+        recipe), `metric` (the main dev metric), `addrop_epochs` (the epochs
+        in which a run of another method dropped positions: the AD-DROP
+        epochs of cross-tuning) and `methods`, mapping each method to
+        `{"seeds": [...], "runs": [{metric: (epochs, values)}, ...],
+        "mean": {metric: (epochs, values)}}` for the main metric and
+        `"loss"`; the mean at an epoch is over the seeds that reached it
+        (early stopping ends runs at different epochs).
+    """
+    comparisons = collections.defaultdict(dict)
+    for (*key, method), runs in _groups(results).items():
+        comparisons[tuple(key)][method] = runs
+    curves = []
+    for key, methods in comparisons.items():
+        if "plain" not in methods or len(methods) < 2:
+            continue
+        main = methods["plain"][0]["main_metric"]
+        addrop_epochs = set()
+        data = {}
+        for method, runs in methods.items():
+            entry = {"seeds": [r["config"]["seed"] for r in runs], "runs": []}
+            by_epoch = {
+                main: collections.defaultdict(list),
+                "loss": collections.defaultdict(list),
+            }
+            for run in runs:
+                curves_of_run = {}
+                for metric in (main, "loss"):
+                    epochs = [e["epoch"] for e in run["epochs"]]
+                    values = [e["dev"][metric] for e in run["epochs"]]
+                    curves_of_run[metric] = (epochs, values)
+                    for epoch, value in zip(epochs, values):
+                        by_epoch[metric][epoch].append(value)
+                entry["runs"].append(curves_of_run)
+                if method != "plain":
+                    addrop_epochs.update(
+                        e["epoch"]
+                        for e in run["epochs"]
+                        if e.get("addrop_drop_fraction", 0) > 0
+                    )
+            entry["mean"] = {
+                metric: (
+                    sorted(values),
+                    [float(np.mean(values[e])) for e in sorted(values)],
+                )
+                for metric, values in by_epoch.items()
+            }
+            data[method] = entry
+        curves.append(
+            {
+                "key": key,
+                "metric": main,
+                "addrop_epochs": sorted(addrop_epochs),
+                "methods": data,
+            }
+        )
+    return curves
+
+
+def curves(results, path, columns=4):
+    """Plots `comparison_curves`: per comparison, the dev main metric per
+    epoch above the dev loss; thin lines are seeds, thick lines their mean;
+    shaded epochs are AD-DROP epochs.
+
+    Args:
+        results: runs as `load_results` returns them.
+        path: the PNG file to write.
+        columns: comparisons per row of the figure.
+
+    Returns:
+        `path`, or `None` when the results hold no comparison or matplotlib
+        is missing.
+    """
+    comparisons = comparison_curves(results)
+    plt = _pyplot()
+    if not comparisons or plt is None:
+        return None
+    columns = min(columns, len(comparisons))
+    rows = -(-len(comparisons) // columns)
+    figure, axes = plt.subplots(
+        2 * rows, columns, figsize=(4.2 * columns, 5.2 * rows), squeeze=False
+    )
+    for axis in axes.flat:
+        axis.set_visible(False)
+    # One color per method across comparisons, plain in black.
+    palette = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 10)
+    colors = {"plain": "black"}
+    for index, comparison in enumerate(comparisons):
+        task, size, head, recipe = comparison["key"]
+        row, column = divmod(index, columns)
+        top, bottom = axes[2 * row, column], axes[2 * row + 1, column]
+        for method, entry in comparison["methods"].items():
+            color = colors.setdefault(method, next(palette))
+            seeds = len(entry["seeds"])
+            label = f"{method} ({seeds} seed{'s' * (seeds > 1)})"
+            for axis, metric in ((top, comparison["metric"]), (bottom, "loss")):
+                for run in entry["runs"]:
+                    axis.plot(*run[metric], color=color, lw=0.6, alpha=0.4)
+                axis.plot(
+                    *entry["mean"][metric], color=color, lw=2, label=label
+                )
+        for axis in (top, bottom):
+            axis.set_visible(True)
+            for epoch in comparison["addrop_epochs"]:
+                axis.axvspan(epoch - 0.5, epoch + 0.5, color="0.9", lw=0)
+            axis.grid(alpha=0.3)
+        top.set_title(f"{task}, {size} examples, {head}\n{recipe}", fontsize=9)
+        top.set_ylabel(f"dev {comparison['metric']}")
+        bottom.set_ylabel("dev loss")
+        bottom.set_xlabel("epoch (shaded: AD-DROP)")
+        top.legend(fontsize=6)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def summarize(folders, output=None, heatmap_path=None, curves_path=None):
     """Markdown summary of the runs under `folders`; optionally written to
-    `output`, with a p/q heat map PNG at `heatmap_path`."""
+    `output`, with a p/q heat map PNG at `heatmap_path` and the dev curves
+    of plain against AD-DROP at `curves_path`."""
     results = load_results(folders)
     text = markdown_table(summary_rows(results))
     if output:
@@ -246,4 +385,7 @@ def summarize(folders, output=None, heatmap_path=None):
     if heatmap_path:
         if heatmap(results, heatmap_path) is None:
             text += "\n\n(no p/q grid in these runs: no heat map written)"
+    if curves_path:
+        if curves(results, curves_path) is None:
+            text += "\n\n(no plain and AD-DROP runs to compare: no curves)"
     return text

@@ -162,14 +162,17 @@ class CommandLineTest(_Fixtures):
         )  # fmt: skip
         table = os.path.join(self.get_temp_dir(), "summary.md")
         heatmap = os.path.join(self.get_temp_dir(), "heatmap.png")
+        curves = os.path.join(self.get_temp_dir(), "curves.png")
         code, out, _ = run(
-            "summarize", folder, plain, "--output", table, "--heatmap", heatmap
-        )
+            "summarize", folder, plain, "--output", table, "--heatmap",
+            heatmap, "--curves", curves,
+        )  # fmt: skip
         self.assertEqual(code, 0)
         self.assertIn("| RTE | 24 | cls | lr 0.001, 1 ep | plain |", out)
         self.assertIn("addrop-gradient (p=0.6, q=0.5, layers all)", out)
         self.assertIn("gain over plain", out)
         self.assertTrue(os.path.getsize(heatmap) > 1000)
+        self.assertTrue(os.path.getsize(curves) > 1000)
         with open(table) as f:
             self.assertEqual(f.read().strip(), out.strip())
 

@@ -123,6 +123,47 @@ class ReportsTest(TestCase):
         self.assertIn("| pearson | 1 | 80.0 | 79.0 | - | - |", text)
         self.assertNotIn("gain over plain", text)
 
+    def test_curves_average_seeds_per_epoch_and_mark_addrop_epochs(self):
+        def with_epochs(result, accuracy, loss, dropped):
+            result["epochs"] = [
+                {"epoch": i + 1, "addrop_drop_fraction": drop,
+                 "dev": {"accuracy": acc, "loss": dev_loss}}
+                for i, (acc, dev_loss, drop) in enumerate(
+                    zip(accuracy, loss, dropped)
+                )
+            ]  # fmt: skip
+            return result
+
+        results = [
+            with_epochs(fake_result("plain", 1, 0.8, 0.8),
+                        [0.6, 0.7, 0.8], [0.5, 0.4, 0.3], [0, 0, 0]),
+            # Stopped early: the mean at epoch 3 is over seed 1 alone.
+            with_epochs(fake_result("plain", 2, 0.8, 0.8),
+                        [0.7, 0.8], [0.6, 0.5], [0, 0]),
+            with_epochs(fake_result("addrop-gradient", 1, 0.7, 0.7),
+                        [0.6, 0.65, 0.7], [0.5, 0.45, 0.4], [0, 0.09, 0]),
+            # Another budget without an AD-DROP run: no comparison.
+            with_epochs(fake_result("plain", 1, 0.8, 0.8, epochs=1),
+                        [0.8], [0.4], [0]),
+        ]  # fmt: skip
+        (comparison,) = reports.comparison_curves(results)
+        self.assertEqual(
+            comparison["key"], ("MRPC", 1000, "mean", "lr 2e-05, 6 ep")
+        )
+        self.assertEqual(comparison["addrop_epochs"], [2])
+        plain = comparison["methods"]["plain"]
+        self.assertEqual(plain["seeds"], [1, 2])
+        self.assertEqual(plain["mean"]["accuracy"][0], [1, 2, 3])
+        self.assertAllClose(plain["mean"]["accuracy"][1], [0.65, 0.75, 0.8])
+        self.assertAllClose(plain["mean"]["loss"][1], [0.55, 0.45, 0.3])
+        self.assertEqual(plain["runs"][1]["loss"], ([1, 2], [0.6, 0.5]))
+
+        path = os.path.join(self.get_temp_dir(), "curves.png")
+        self.assertEqual(reports.curves(results, path), path)
+        self.assertGreater(os.path.getsize(path), 1000)
+        self.assertIsNone(reports.curves(results[:2], path + ".none.png"))
+        self.assertFalse(os.path.exists(path + ".none.png"))
+
     def test_missing_folder_is_an_error_naming_it(self):
         with self.assertRaisesRegex(FileNotFoundError, "/nonexistent"):
             reports.summarize(["/nonexistent"])
