@@ -31,3 +31,8 @@ class DocsTest(TestCase):
             site, "tutorials", "attribution_vs_attention", "figure_1.png"
         )
         self.assertTrue(os.path.isfile(figure))
+        # Benchmark figures come from benchmarks/results through the
+        # docs/results link; the runs' other files stay out of the site.
+        results = os.path.join(site, "results", "glue")
+        self.assertTrue(os.path.isfile(os.path.join(results, "curves.png")))
+        self.assertFalse(os.path.exists(os.path.join(results, "runs.jsonl")))
