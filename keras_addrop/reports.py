@@ -282,9 +282,9 @@ def comparison_curves(results):
                 "loss": collections.defaultdict(list),
             }
             for run in runs:
+                epochs = [e["epoch"] for e in run["epochs"]]
                 curves_of_run = {}
                 for metric in (main, "loss"):
-                    epochs = [e["epoch"] for e in run["epochs"]]
                     values = [e["dev"][metric] for e in run["epochs"]]
                     curves_of_run[metric] = (epochs, values)
                     for epoch, value in zip(epochs, values):
