@@ -60,6 +60,8 @@ RECIPE_SEED = 1
 # The reference scripts: all layers for CoLA, MRPC and RTE, the first for
 # STS-B.
 ADDROP_LAYERS = {"cola": "all", "mrpc": "all", "rte": "all", "stsb": "0"}
+# The comparisons' candidate ratio and drop rate, fixed in advance.
+COMPARISON_P = COMPARISON_Q = "0.3"
 
 
 def run(folder, flags, log_root, threads=None):
@@ -241,10 +243,12 @@ def recipe_flags(task, recipe, seed, limit):
     return flags
 
 
-def comparison_runs(task, limit, seeds, recipe, patience=None):
+def comparison_runs(
+    task, limit, seeds, recipe, patience=None, methods=("plain", "addrop")
+):
     name = recipe_name(recipe, patience)
     for seed in seeds:
-        for method in ("plain", "addrop"):
+        for method in methods:
             folder = os.path.join(
                 ROOT, size_name(task, limit), name, method, f"seed{seed}"
             )
@@ -255,7 +259,8 @@ def comparison_runs(task, limit, seeds, recipe, patience=None):
                 flags.append("--no-addrop")
             else:
                 flags += [
-                    "--candidate-ratio", "0.3", "--drop-rate", "0.3",
+                    "--candidate-ratio", COMPARISON_P,
+                    "--drop-rate", COMPARISON_Q,
                     "--addrop-layers", ADDROP_LAYERS[task],
                 ]  # fmt: skip
             yield folder, flags
@@ -303,7 +308,9 @@ def control_runs(args):
             recipe = recipes[task]
             layers = "0" if ADDROP_LAYERS[task] == "all" else "all"
             base = recipe_flags(task, recipe, seed, LOW_RESOURCE)
-            base += ["--candidate-ratio", "0.3", "--drop-rate", "0.3"]
+            base += [
+                "--candidate-ratio", COMPARISON_P, "--drop-rate", COMPARISON_Q,
+            ]  # fmt: skip
             variants = {
                 "addrop-random": [
                     "--attribution", "random",
@@ -338,9 +345,15 @@ def budget_runs(args):
 
 
 def grid_runs(args):
+    """The p/q grid, seed 1. Its (0.3, 0.3) cell is the primary's seed-1
+    AD-DROP run, the same flags: run once (runs are deterministic), in the
+    primary's folder."""
     recipe = load_recipes()[args.grid_task]
     for p in args.grid_values:
         for q in args.grid_values:
+            if (p, q) == (COMPARISON_P, COMPARISON_Q):
+                yield primary_run(args.grid_task, recipe, "addrop")
+                continue
             folder = os.path.join(
                 ROOT, size_name(args.grid_task, LOW_RESOURCE), "grid",
                 f"p{p}_q{q}", "seed1",
@@ -351,6 +364,13 @@ def grid_runs(args):
                 "--addrop-layers", ADDROP_LAYERS[args.grid_task],
             ]  # fmt: skip
             yield folder, flags
+
+
+def primary_run(task, recipe, method, seed=1):
+    """The folder and flags of one of the primary's runs."""
+    return next(
+        comparison_runs(task, LOW_RESOURCE, [seed], recipe, methods=[method])
+    )
 
 
 def recipe_table(results):
@@ -433,9 +453,15 @@ def summary_stage(args):
         sections += recipe_table(reports.load_results(recipe))
     grid = os.path.join(ROOT, size_name(args.grid_task, LOW_RESOURCE), "grid")
     if os.path.isdir(grid):
+        # The (0.3, 0.3) cell and plain, for reference, are the primary's
+        # seed-1 runs.
+        recipe = load_recipes()[args.grid_task]
+        center = primary_run(args.grid_task, recipe, "addrop")[0]
+        plain = primary_run(args.grid_task, recipe, "plain")[0]
+        cells = [grid] + [f for f in (center, plain) if finished(f)]
         heatmap = os.path.join(ROOT, f"{args.grid_task}-pq-grid.png")
-        sections += ["", "## p/q grid", "", reports.summarize([grid])]
-        reports.heatmap(reports.load_results([grid]), heatmap)
+        sections += ["", "## p/q grid (seed 1)", "", reports.summarize(cells)]
+        reports.heatmap(reports.load_results(cells), heatmap)
     text = "\n".join(sections).strip() + "\n"
     with open(os.path.join(ROOT, "summary.md"), "w") as f:
         f.write(text)

@@ -190,22 +190,23 @@ def markdown_table(rows):
     return "\n".join(lines)
 
 
-def heatmap(results, path):
-    """The p/q sensitivity map (the paper's Fig. 6) of one task's sweep.
+def pq_grid(results):
+    """The p/q sensitivity grid of one task's sweep, as numbers.
 
-    Cells are the mean best-epoch main metric over seeds. Returns the path,
-    or `None` when the results hold no grid or matplotlib is missing.
+    Returns a dict with `ps` and `qs` (sorted candidate ratios and drop
+    rates), `scores` (a `[len(ps), len(qs)]` array of the mean best-epoch
+    main metric over seeds, in points, NaN where no run has that cell),
+    `metric`, `task`, and `plain` (plain fine-tuning's mean, in points, or
+    `None` without plain runs), or `None` when the AD-DROP runs span fewer
+    than two cells.
     """
     sweep = [r for r in results if r["method"] != "plain"]
     ps = sorted({r["config"]["candidate_ratio"] for r in sweep})
     qs = sorted({r["config"]["drop_rate"] for r in sweep})
     if len(ps) * len(qs) < 2:
         return None
-    plt = _pyplot()
-    if plt is None:
-        return None
     main = sweep[0]["main_metric"]
-    grid = np.full((len(ps), len(qs)), np.nan)
+    scores = np.full((len(ps), len(qs)), np.nan)
     for i, p in enumerate(ps):
         for j, q in enumerate(qs):
             values = [
@@ -215,21 +216,48 @@ def heatmap(results, path):
                 and r["config"]["drop_rate"] == q
             ]
             if values:
-                grid[i, j] = 100 * np.mean(values)
+                scores[i, j] = 100 * np.mean(values)
+    plain = [r["best"][main] for r in results if r["method"] == "plain"]
+    return {
+        "ps": ps,
+        "qs": qs,
+        "scores": scores,
+        "metric": main,
+        "task": sweep[0]["task"],
+        "plain": 100 * float(np.mean(plain)) if plain else None,
+    }
+
+
+def heatmap(results, path):
+    """The p/q sensitivity map (the paper's Fig. 6) of one task's sweep.
+
+    Cells are the mean best-epoch main metric over seeds (`pq_grid`); the
+    title gives plain fine-tuning's score when `results` hold plain runs.
+    Returns the path, or `None` when the results hold no grid or
+    matplotlib is missing.
+    """
+    grid = pq_grid(results)
+    plt = _pyplot()
+    if grid is None or plt is None:
+        return None
+    ps, qs, scores = grid["ps"], grid["qs"], grid["scores"]
     figure, axis = plt.subplots(
         figsize=(1.1 * len(qs) + 2, 0.9 * len(ps) + 1.5)
     )
-    image = axis.imshow(grid, cmap="viridis", origin="lower")
+    image = axis.imshow(scores, cmap="viridis", origin="lower")
     axis.set_xticks(range(len(qs)), [f"{q:g}" for q in qs])
     axis.set_yticks(range(len(ps)), [f"{p:g}" for p in ps])
     axis.set_xlabel("q (drop rate)")
     axis.set_ylabel("p (candidate ratio)")
     for i in range(len(ps)):
         for j in range(len(qs)):
-            if not np.isnan(grid[i, j]):
-                axis.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center",
-                          color="white", fontsize=8)  # fmt: skip
-    axis.set_title(f"{sweep[0]['task']}: dev {main} (best epoch)")
+            if not np.isnan(scores[i, j]):
+                axis.text(j, i, f"{scores[i, j]:.1f}", ha="center",
+                          va="center", color="white", fontsize=8)  # fmt: skip
+    title = f"{grid['task']}: dev {grid['metric']} (best epoch)"
+    if grid["plain"] is not None:
+        title += f"\nplain fine-tuning: {grid['plain']:.1f}"
+    axis.set_title(title)
     figure.colorbar(image, ax=axis)
     figure.tight_layout()
     figure.savefig(path, dpi=120)

@@ -259,3 +259,59 @@ class GlueReproductionTest(TestCase):
         self.assertEqual(first[first.index("--addrop-layers") + 1], "0")
         # STS-B masks the first layer in the reference: the control masks all.
         self.assertIn("stsb-1000/mean-lr2e-05-e6/addrop-layers-all/seed1", runs)
+
+    def test_grid_center_is_the_primary_seed_one_addrop_run(self):
+        recipe = {"head": "mean", "learning_rate": 1e-4, "epochs": 2}
+        with open(os.path.join(self.root, "recipes.json"), "w") as f:
+            json.dump({"rte": recipe}, f)
+        args = argparse.Namespace(grid_task="rte", grid_values=["0.1", "0.3"])
+        planned = dict(glue_reproduction.grid_runs(args))
+        primary = dict(
+            glue_reproduction.primary_runs(
+                argparse.Namespace(tasks=["rte"], seeds=[1])
+            )
+        )
+        center = os.path.join(
+            self.root, "rte-1000", "mean-lr0.0001-e2", "addrop", "seed1"
+        )
+        self.assertLen(planned, 4)
+        # Same folder and flags: a finished primary run is not run again.
+        self.assertEqual(planned[center], primary[center])
+        grid_folders = sorted(
+            os.path.relpath(f, self.root) for f in planned if f != center
+        )
+        self.assertEqual(
+            grid_folders,
+            [f"rte-1000/grid/p{p}_q{q}/seed1"
+             for p, q in [("0.1", "0.1"), ("0.1", "0.3"), ("0.3", "0.1")]],
+        )  # fmt: skip
+
+        # The summary's grid holds the grid's runs, the center and plain.
+        runs = {
+            center.replace("addrop", "plain"): ("plain", None, None, 0.57),
+            center: ("addrop-gradient", 0.3, 0.3, 0.55),
+        }
+        for p, q, score in [(0.1, 0.1, 0.6), (0.1, 0.3, 0.5), (0.3, 0.1, 0.4)]:
+            folder = os.path.join(self.root, f"rte-1000/grid/p{p}_q{q}/seed1")
+            runs[folder] = ("addrop-gradient", p, q, score)
+        for folder, (method, p, q, score) in runs.items():
+            result = fake_result("RTE", "mean", 1e-4, [0.5, score])
+            result["method"] = method
+            if p is not None:
+                result["config"].update(
+                    candidate_ratio=p, drop_rate=q, addrop_layers="all"
+                )
+            os.makedirs(folder)
+            with open(os.path.join(folder, "results.json"), "w") as f:
+                json.dump(result, f)
+        glue_reproduction.summary_stage(args)
+        with open(os.path.join(self.root, "summary.md")) as f:
+            grid_section = f.read().split("## p/q grid")[1]
+        self.assertIn("p=0.3, q=0.3", grid_section)
+        self.assertIn("p=0.1, q=0.1", grid_section)
+        self.assertIn("| plain |", grid_section)
+        # Each cell's gain over plain seed 1: 60.0 - 57.0 for (0.1, 0.1).
+        self.assertIn("q=0.1, layers all) | 1 | +3.0 |", grid_section)
+        self.assertTrue(
+            os.path.isfile(os.path.join(self.root, "rte-pq-grid.png"))
+        )

@@ -1,6 +1,8 @@
 import json
 import os
 
+import numpy as np
+
 from keras_addrop import reports
 from tests.test_case import TestCase
 
@@ -163,6 +165,25 @@ class ReportsTest(TestCase):
         self.assertGreater(os.path.getsize(path), 1000)
         self.assertIsNone(reports.curves(results[:2], path + ".none.png"))
         self.assertFalse(os.path.exists(path + ".none.png"))
+
+    def test_pq_grid_averages_seeds_per_cell_and_keeps_plain_apart(self):
+        results = [
+            fake_result("addrop-gradient", 1, 0.70, 0.7, drop_rate=0.1),
+            fake_result("addrop-gradient", 2, 0.74, 0.7, drop_rate=0.1),
+            fake_result("addrop-gradient", 1, 0.60, 0.6, candidate_ratio=0.5),
+            fake_result("plain", 1, 0.80, 0.8),
+        ]
+        grid = reports.pq_grid(results)
+        self.assertEqual((grid["ps"], grid["qs"]), ([0.3, 0.5], [0.1, 0.3]))
+        # Rows are p, columns q; (0.5, 0.1) and (0.3, 0.3) have no run.
+        self.assertAllClose(grid["scores"], [[72.0, np.nan], [np.nan, 60.0]])
+        self.assertAllClose(grid["plain"], 80.0)
+        self.assertEqual(grid["metric"], "accuracy")
+        path = os.path.join(self.get_temp_dir(), "grid.png")
+        self.assertEqual(reports.heatmap(results, path), path)
+        self.assertGreater(os.path.getsize(path), 1000)
+        # One cell is no grid.
+        self.assertIsNone(reports.pq_grid(results[:2] + results[3:]))
 
     def test_missing_folder_is_an_error_naming_it(self):
         with self.assertRaisesRegex(FileNotFoundError, "/nonexistent"):
