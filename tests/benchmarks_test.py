@@ -8,6 +8,8 @@ import sys
 import time
 from unittest import mock
 
+import numpy as np
+
 from tests.test_case import REPO_ROOT
 from tests.test_case import TestCase
 
@@ -315,3 +317,31 @@ class GlueReproductionTest(TestCase):
         self.assertTrue(
             os.path.isfile(os.path.join(self.root, "rte-pq-grid.png"))
         )
+
+
+class EpochShiftTest(TestCase):
+    def test_output_statistics_describe_predictions_and_their_shape(self):
+        import epoch_shift
+
+        labels = [1, 1, 0, 0]
+        # Predicts 1, 1, 1, 0: one error, made with probability 1 / (1 + e^-1).
+        logits = [[0.0, 2.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0]]
+        stats = epoch_shift.output_statistics("mrpc", labels, logits)
+        self.assertAllClose(stats["accuracy"], 0.75)
+        self.assertAllClose(stats["f1"], 0.8)
+        self.assertEqual(stats["predicted_share"], [0.25, 0.75])
+        wrong = 1 / (1 + np.exp(-1.0))
+        self.assertAllClose(stats["confidence_when_wrong"], wrong)
+        self.assertAllClose(stats["margin"], (2 + 1 + 1 - 1) / 4)
+        gold = [1 / (1 + np.exp(-2.0)), wrong, 1 - wrong, wrong]
+        self.assertAllClose(stats["loss"], -np.mean(np.log(gold)))
+
+    def test_epochs_before_below_one_is_rejected_with_the_value(self):
+        import epoch_shift
+
+        with (
+            mock.patch.object(sys, "stderr", io.StringIO()) as stderr,
+            self.assertRaises(SystemExit),
+        ):
+            epoch_shift.main(["--epochs-before", "0"])
+        self.assertIn("Received: --epochs-before=0", stderr.getvalue())
