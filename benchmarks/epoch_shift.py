@@ -136,13 +136,9 @@ def run(args):
     preprocessor = cls._stock_cls.preprocessor_cls.from_preset(
         preset, sequence_length=args.max_length
     )
-    addrop = dict(
-        candidate_ratio=args.candidate_ratio,
-        drop_rate=args.drop_rate,
-        addrop_layers=args.addrop_layers,
-        seed=args.seed,
+    model = runs.build_classifier(
+        cls, preset, args.pooling, task, runs.addrop_options(args)
     )
-    model = runs.build_classifier(cls, preset, args.pooling, task, addrop)
     model.addrop_enabled = False
     model.compile(
         optimizer=keras.optimizers.AdamW(
@@ -255,6 +251,11 @@ def main(argv=None):
     parser.add_argument(
         "--table", action="store_true", help="Print the table of --output."
     )
+    # GA with pseudo labels, dropping high: the comparisons' AD-DROP.
+    parser.set_defaults(
+        attribution="gradient", labels="pseudo", drop_region="high",
+        ig_steps=20,
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.epochs_before < 1:
         parser.error(

@@ -68,6 +68,20 @@ def build_classifier(cls, preset, pooling, task, addrop):
     )
 
 
+def addrop_options(args):
+    """The AD-DROP classifier's arguments from a run's flags."""
+    return dict(
+        candidate_ratio=args.candidate_ratio,
+        drop_rate=args.drop_rate,
+        addrop_layers=args.addrop_layers,
+        attribution=args.attribution,
+        attribution_labels=args.labels,
+        drop_region=args.drop_region,
+        ig_steps=args.ig_steps,
+        seed=args.seed,
+    )
+
+
 def load_arrays(task, split, glue_dir=None, data_dir=None):
     """A split as `(texts, labels)` numpy-friendly lists, from either source."""
     if glue_dir is not None:
@@ -238,16 +252,7 @@ def finetune(args):
     preprocessor = cls._stock_cls.preprocessor_cls.from_preset(
         preset, sequence_length=args.max_length
     )
-    addrop = dict(
-        candidate_ratio=args.candidate_ratio,
-        drop_rate=args.drop_rate,
-        addrop_layers=args.addrop_layers,
-        attribution=args.attribution,
-        attribution_labels=args.labels,
-        drop_region=args.drop_region,
-        ig_steps=args.ig_steps,
-        seed=args.seed,
-    )
+    addrop = addrop_options(args)
     with strategy.scope():
         model = build_classifier(cls, preset, args.pooling, task, addrop)
         model.addrop_enabled = not args.no_addrop
