@@ -5,7 +5,7 @@ raises the dev loss and the plain epoch after it lowers it again. This
 script trains a classifier plainly for `--epochs-before` epochs (the
 primary's recipe and data), saves it with its optimizer, and continues it
 for one epoch twice from that same state: once plain, once with AD-DROP
-(the cross-tuning epoch the primary ran). Every state is then measured on
+(for odd N, the AD-DROP epoch cross-tuning runs next). Every state is then measured on
 dev and on the training sample, both as evaluated (no masks) and under the
 masks AD-DROP trains with (GA from the model's own pseudo labels, dropout
 off, the same mask randomness for every state): metrics, cross-entropy,
@@ -28,6 +28,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import scipy.special  # noqa: E402
 
 from keras_addrop import glue  # noqa: E402
 from keras_addrop import runs  # noqa: E402
@@ -37,12 +38,6 @@ from keras_addrop.ops import addrop_mask  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "epoch_shift")
-
-
-def softmax(logits):
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 def output_statistics(task, labels, logits):
@@ -61,7 +56,7 @@ def output_statistics(task, labels, logits):
     """
     labels = np.asarray(labels)
     logits = np.asarray(logits, dtype="float64")
-    probabilities = softmax(logits)
+    probabilities = scipy.special.softmax(logits, axis=-1)
     predictions = probabilities.argmax(axis=-1)
     wrong = predictions != labels
     stats = glue.glue_metrics(task, labels, predictions)
@@ -124,7 +119,9 @@ def measure(model, task, splits, args):
 def run(args):
     task = glue.get_task(args.task)
     if task.is_regression:
-        raise SystemExit(f"--task must be a classification task: {task.name}")
+        raise SystemExit(
+            f"--task must be a classification task. Received: --task={args.task}"
+        )
     preset = runs.resolve_preset(args.preset)
     keras.utils.set_random_seed(args.seed)
     texts, labels = runs.load_arrays(task, "train", args.glue_dir)
@@ -171,20 +168,21 @@ def run(args):
         train_batches(0), epochs=args.epochs_before, shuffle=False, verbose=2
     )
     states = {"start": measure(model, task, splits, args)}
-    path = os.path.join(tempfile.mkdtemp(), "start.keras")
-    model.save(path)
-    for branch in ("plain", "addrop"):
-        model = keras.saving.load_model(path)
-        model.addrop_enabled = branch == "addrop"
-        history = model.fit(
-            train_batches(args.epochs_before),
-            initial_epoch=args.epochs_before,
-            epochs=args.epochs_before + 1,
-            shuffle=False,
-            verbose=2,
-        )
-        states[branch] = measure(model, task, splits, args)
-        states[branch]["train_loss_logged"] = history.history["loss"][-1]
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "start.keras")
+        model.save(path)
+        for branch in ("plain", "addrop"):
+            model = keras.saving.load_model(path)
+            model.addrop_enabled = branch == "addrop"
+            history = model.fit(
+                train_batches(args.epochs_before),
+                initial_epoch=args.epochs_before,
+                epochs=args.epochs_before + 1,
+                shuffle=False,
+                verbose=2,
+            )
+            states[branch] = measure(model, task, splits, args)
+            states[branch]["train_loss_logged"] = history.history["loss"][-1]
     return {
         "config": {
             key: value

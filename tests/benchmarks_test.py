@@ -345,3 +345,11 @@ class EpochShiftTest(TestCase):
         ):
             epoch_shift.main(["--epochs-before", "0"])
         self.assertIn("Received: --epochs-before=0", stderr.getvalue())
+
+    def test_regression_task_is_rejected_with_the_value(self):
+        import epoch_shift
+
+        output = os.path.join(self.get_temp_dir(), "shift.json")
+        with self.assertRaisesRegex(SystemExit, "Received: --task=stsb"):
+            epoch_shift.main(["--task", "stsb", "--output", output])
+        self.assertFalse(os.path.exists(output))
