@@ -34,7 +34,7 @@ the runs before them.
         --tasks stsb rte mrpc cola --heads mean --learning-rates 2e-5 5e-5 1e-4
     python benchmarks/glue_reproduction.py --stages primary summary --seeds 1 2 3
     python benchmarks/glue_reproduction.py --jobs 2 \\
-        --stages primary controls secondary grid budget summary
+        --stages controls primary grid secondary budget summary
 """
 
 import argparse
