@@ -231,9 +231,11 @@ def pq_grid(results):
 def heatmap(results, path):
     """The p/q sensitivity map (the paper's Fig. 6) of one task's sweep.
 
-    Cells are the mean best-epoch main metric over seeds (`pq_grid`); the
-    title gives plain fine-tuning's score when `results` hold plain runs.
-    Returns the path, or `None` when the results hold no grid or
+    Cells show the mean best-epoch main metric over seeds (`pq_grid`).
+    With plain runs in `results` the colour is each cell's gain over plain
+    fine-tuning, on a scale centred at zero (red below plain, blue above),
+    and each cell also prints that gain; without them the colour is the
+    score. Returns the path, or `None` when the results hold no grid or
     matplotlib is missing.
     """
     grid = pq_grid(results)
@@ -241,24 +243,45 @@ def heatmap(results, path):
     if grid is None or plt is None:
         return None
     ps, qs, scores = grid["ps"], grid["qs"], grid["scores"]
+    plain = grid["plain"]
     figure, axis = plt.subplots(
-        figsize=(1.1 * len(qs) + 2, 0.9 * len(ps) + 1.5)
+        figsize=(1.3 * len(qs) + 2.2, 0.9 * len(ps) + 1.5)
     )
-    image = axis.imshow(scores, cmap="viridis", origin="lower")
+    if plain is None:
+        colours = scores
+        image = axis.imshow(colours, cmap="viridis", origin="lower")
+        label = f"dev {grid['metric']} (best epoch)"
+    else:
+        colours = scores - plain
+        # Symmetric limits keep zero (plain's score) at the neutral colour.
+        limit = max(float(np.nanmax(np.abs(colours))), 0.5)
+        image = axis.imshow(
+            colours, cmap="RdBu", origin="lower", vmin=-limit, vmax=limit
+        )
+        label = "gain over plain (points)"
     axis.set_xticks(range(len(qs)), [f"{q:g}" for q in qs])
     axis.set_yticks(range(len(ps)), [f"{p:g}" for p in ps])
     axis.set_xlabel("q (drop rate)")
     axis.set_ylabel("p (candidate ratio)")
     for i in range(len(ps)):
         for j in range(len(qs)):
-            if not np.isnan(scores[i, j]):
-                axis.text(j, i, f"{scores[i, j]:.1f}", ha="center",
-                          va="center", color="white", fontsize=8)  # fmt: skip
+            if np.isnan(scores[i, j]):
+                continue
+            text = f"{scores[i, j]:.1f}"
+            colour = "white"
+            if plain is not None:
+                text += f"\n({colours[i, j]:+.1f})"
+                # The ends of the diverging scale are dark, its middle light.
+                colour = (
+                    "white" if abs(colours[i, j]) > 0.6 * limit else "black"
+                )
+            axis.text(j, i, text, ha="center", va="center", color=colour,
+                      fontsize=8)  # fmt: skip
     title = f"{grid['task']}: dev {grid['metric']} (best epoch)"
-    if grid["plain"] is not None:
-        title += f"\nplain fine-tuning: {grid['plain']:.1f}"
+    if plain is not None:
+        title += f"\nplain fine-tuning: {plain:.1f}"
     axis.set_title(title)
-    figure.colorbar(image, ax=axis)
+    figure.colorbar(image, ax=axis, label=label)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

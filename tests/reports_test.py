@@ -182,6 +182,10 @@ class ReportsTest(TestCase):
         path = os.path.join(self.get_temp_dir(), "grid.png")
         self.assertEqual(reports.heatmap(results, path), path)
         self.assertGreater(os.path.getsize(path), 1000)
+        # Without plain runs the colour is the score, not a gain.
+        alone = os.path.join(self.get_temp_dir(), "grid_alone.png")
+        self.assertEqual(reports.heatmap(results[:3], alone), alone)
+        self.assertGreater(os.path.getsize(alone), 1000)
         # One cell is no grid.
         self.assertIsNone(reports.pq_grid(results[:2] + results[3:]))
 
