@@ -460,8 +460,10 @@ def summary_stage(args):
         plain = primary_run(args.grid_task, recipe, "plain")[0]
         cells = [grid] + [f for f in (center, plain) if finished(f)]
         heatmap = os.path.join(ROOT, f"{args.grid_task}-pq-grid.png")
+        results = reports.load_results(cells)
         sections += ["", "## p/q grid (seed 1)", "", reports.summarize(cells)]
-        reports.heatmap(reports.load_results(cells), heatmap)
+        sections += ["", reports.drop_share_table(results)]
+        reports.heatmap(results, heatmap)
     text = "\n".join(sections).strip() + "\n"
     with open(os.path.join(ROOT, "summary.md"), "w") as f:
         f.write(text)

@@ -9,6 +9,9 @@ import numpy as np
 
 RESULTS_FILE = "results.json"
 
+# The per-epoch log key of the share of attention pairs AD-DROP dropped.
+DROP_FRACTION = "addrop_drop_fraction"
+
 
 def load_results(folders):
     """Every `results.json` under `folders` (searched recursively)."""
@@ -228,6 +231,49 @@ def pq_grid(results):
     }
 
 
+def drop_share_table(results):
+    """Markdown: one row per run, in order of how much AD-DROP drops.
+
+    The share is the mean `addrop_drop_fraction` (real query-key pairs
+    dropped, over the selected layers) of a run's AD-DROP epochs, 0 for
+    plain runs. Beside it, the run's main dev metric averaged over all its
+    epochs (less noisy than any one epoch), at its best epoch and at its
+    last. Answers whether a sweep's score follows the amount dropped.
+    """
+    rows = []
+    for r in results:
+        main = r["main_metric"]
+        shares = [
+            e.get(DROP_FRACTION, 0.0)
+            for e in r["epochs"]
+            if e.get(DROP_FRACTION, 0.0) > 0
+        ]
+        scores = [e["dev"][main] for e in r["epochs"]]
+        rows.append(
+            (
+                float(np.mean(shares)) if shares else 0.0,
+                _method(r),
+                r["config"]["seed"],
+                100 * float(np.mean(scores)),
+                100 * r["best"][main],
+                100 * r["last"][main],
+                main,
+            )
+        )
+    rows.sort(key=lambda row: (row[0], row[1], row[2]))
+    lines = [
+        "| method | seed | share of pairs dropped (AD-DROP epochs) | "
+        f"dev {rows[0][6]}, mean over epochs | best epoch | last epoch |",
+        "|---|---|---|---|---|---|",
+    ]
+    for share, method, seed, mean, best, last, _ in rows:
+        lines.append(
+            f"| {method} | {seed} | {share:.3f} | {mean:.1f} | {best:.1f} | "
+            f"{last:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def heatmap(results, path):
     """The p/q sensitivity map (the paper's Fig. 6) of one task's sweep.
 
@@ -345,7 +391,7 @@ def comparison_curves(results):
                     addrop_epochs.update(
                         e["epoch"]
                         for e in run["epochs"]
-                        if e.get("addrop_drop_fraction", 0) > 0
+                        if e.get(DROP_FRACTION, 0) > 0
                     )
             entry["mean"] = {
                 metric: (

@@ -189,6 +189,39 @@ class ReportsTest(TestCase):
         # One cell is no grid.
         self.assertIsNone(reports.pq_grid(results[:2] + results[3:]))
 
+    def test_drop_share_table_orders_runs_by_the_share_dropped(self):
+        def with_epochs(result, accuracy, dropped):
+            result["epochs"] = [
+                {"addrop_drop_fraction": drop, "dev": {"accuracy": acc}}
+                for acc, drop in zip(accuracy, dropped)
+            ]
+            return result
+
+        results = [
+            with_epochs(
+                fake_result("addrop-gradient", 1, 0.7, 0.6, drop_rate=0.5),
+                [0.5, 0.7, 0.6], [0, 0.15, 0],
+            ),
+            with_epochs(
+                fake_result("addrop-gradient", 1, 0.8, 0.7, drop_rate=0.1),
+                [0.6, 0.8, 0.7], [0, 0.03, 0],
+            ),
+            with_epochs(fake_result("plain", 1, 0.9, 0.9), [0.6, 0.9], [0, 0]),
+        ]  # fmt: skip
+        lines = reports.drop_share_table(results).splitlines()
+        self.assertIn("dev accuracy, mean over epochs", lines[0])
+        # Plain first; the share is over AD-DROP epochs only; the mean over
+        # every epoch.
+        self.assertEqual(lines[2], "| plain | 1 | 0.000 | 75.0 | 90.0 | 90.0 |")
+        self.assertEqual(
+            lines[3],
+            "| addrop-gradient (p=0.3, q=0.1, layers all) | 1 | 0.030 | 70.0 "
+            "| 80.0 | 70.0 |",
+        )
+        self.assertIn(
+            "(p=0.3, q=0.5, layers all) | 1 | 0.150 | 60.0 |", lines[4]
+        )
+
     def test_missing_folder_is_an_error_naming_it(self):
         with self.assertRaisesRegex(FileNotFoundError, "/nonexistent"):
             reports.summarize(["/nonexistent"])
