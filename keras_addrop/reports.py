@@ -9,7 +9,9 @@ import numpy as np
 
 RESULTS_FILE = "results.json"
 
-# The per-epoch log key of the share of attention pairs AD-DROP dropped.
+# `train_step.DROP_FRACTION`, the per-epoch log of the share of attention
+# pairs AD-DROP dropped; spelt out so that reading results never imports
+# TensorFlow.
 DROP_FRACTION = "addrop_drop_fraction"
 
 
@@ -240,9 +242,9 @@ def drop_share_table(results):
     epochs (less noisy than any one epoch), at its best epoch and at its
     last. Answers whether a sweep's score follows the amount dropped.
     """
+    main = results[0]["main_metric"]
     rows = []
     for r in results:
-        main = r["main_metric"]
         shares = [
             e.get(DROP_FRACTION, 0.0)
             for e in r["epochs"]
@@ -257,16 +259,15 @@ def drop_share_table(results):
                 100 * float(np.mean(scores)),
                 100 * r["best"][main],
                 100 * r["last"][main],
-                main,
             )
         )
     rows.sort(key=lambda row: (row[0], row[1], row[2]))
     lines = [
         "| method | seed | share of pairs dropped (AD-DROP epochs) | "
-        f"dev {rows[0][6]}, mean over epochs | best epoch | last epoch |",
+        f"dev {main}, mean over epochs | best epoch | last epoch |",
         "|---|---|---|---|---|---|",
     ]
-    for share, method, seed, mean, best, last, _ in rows:
+    for share, method, seed, mean, best, last in rows:
         lines.append(
             f"| {method} | {seed} | {share:.3f} | {mean:.1f} | {best:.1f} | "
             f"{last:.1f} |"

@@ -222,6 +222,11 @@ class ReportsTest(TestCase):
             "(p=0.3, q=0.5, layers all) | 1 | 0.150 | 60.0 |", lines[4]
         )
 
+    def test_drop_fraction_key_is_the_train_steps_log_name(self):
+        from keras_addrop import train_step
+
+        self.assertEqual(reports.DROP_FRACTION, train_step.DROP_FRACTION)
+
     def test_missing_folder_is_an_error_naming_it(self):
         with self.assertRaisesRegex(FileNotFoundError, "/nonexistent"):
             reports.summarize(["/nonexistent"])
