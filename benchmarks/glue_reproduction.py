@@ -28,7 +28,9 @@ Stages, in the order they should run:
 
 `--jobs 2` runs two processes at a time (one thread each on 2 cores); the
 stages' runs start in the order listed, and `choose` and `summary` wait for
-the runs before them.
+the runs before them. `--threads` sets the threads per process explicitly:
+two commands with `--jobs 1 --threads 1` and different `--seeds` run one
+seed's plain and AD-DROP runs back to back in each, side by side.
 
     python benchmarks/glue_reproduction.py --stages recipe choose \\
         --tasks stsb rte mrpc cola --heads mean --learning-rates 2e-5 5e-5 1e-4
@@ -488,13 +490,14 @@ def run_stages(args):
     """Runs the stages in order, `args.jobs` finetune processes at a time.
 
     Runs start in the order the stages list them; a reading stage waits for
-    the runs before it. With several jobs each process gets
-    `cores // jobs` threads: on this 2-core machine two one-thread processes
+    the runs before it. Each process gets `args.threads` threads if set
+    (`None` in the namespaces tests build), else with several jobs
+    `cores // jobs`: on this 2-core machine two one-thread processes
     train 1.7 times as many examples per second as one two-thread process
     (which leaves a core partly idle in the small ops of a MiniLM step).
     """
-    threads = None
-    if args.jobs > 1:
+    threads = getattr(args, "threads", None)
+    if threads is None and args.jobs > 1:
         threads = max(1, (os.cpu_count() or 1) // args.jobs)
     pending = []
     with futures.ThreadPoolExecutor(args.jobs) as pool:
@@ -543,9 +546,19 @@ def main(argv=None):
         "--jobs", type=int, default=1,
         help="Finetune processes at a time (each gets cores // jobs threads).",
     )  # fmt: skip
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="Threads per finetune process (default: cores // jobs with "
+        "several jobs, else TensorFlow's default). `--jobs 1 --threads 1` "
+        "in two shells runs two chains of one-thread processes side by side.",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1. Received: --jobs={args.jobs}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(
+            f"--threads must be at least 1. Received: --threads={args.threads}"
+        )
     if not os.path.isdir(GLUE_DIR):
         raise SystemExit(f"no GLUE data at {GLUE_DIR}")
     os.makedirs(ROOT, exist_ok=True)

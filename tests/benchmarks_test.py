@@ -200,6 +200,28 @@ class GlueReproductionTest(TestCase):
             )  # fmt: skip
         self.assertEqual(calls, [None, None])
 
+    def test_threads_option_caps_every_process_of_a_single_job(self):
+        calls = []
+        with mock.patch.object(
+            glue_reproduction, "run", lambda *a: calls.append(a[-1])
+        ):
+            glue_reproduction.run_stages(
+                argparse.Namespace(
+                    stages=["recipe"], tasks=["rte"], heads=["mean"],
+                    learning_rates=["5e-5", "1e-4"], recipe_epochs=2,
+                    jobs=1, threads=1, log_dir="",
+                )
+            )  # fmt: skip
+        self.assertEqual(calls, [1, 1])
+
+    def test_threads_below_one_is_rejected_with_the_value(self):
+        with (
+            mock.patch.object(sys, "stderr", io.StringIO()) as stderr,
+            self.assertRaises(SystemExit),
+        ):
+            glue_reproduction.main(["--stages", "summary", "--threads", "0"])
+        self.assertIn("Received: --threads=0", stderr.getvalue())
+
     def test_jobs_below_one_is_rejected_with_the_value(self):
         with (
             mock.patch.object(sys, "stderr", io.StringIO()) as stderr,
