@@ -186,7 +186,8 @@ class GlueReproductionTest(TestCase):
         # Two processes at a time on two cores: one thread each.
         self.assertEqual({r[2] for r in runs}, {1})
 
-    def test_single_job_keeps_tensorflow_default_threads(self):
+    def recipe_run_threads(self, **options):
+        """The thread cap each of two recipe runs gets from `run_stages`."""
         calls = []
         with mock.patch.object(
             glue_reproduction, "run", lambda *a: calls.append(a[-1])
@@ -195,40 +196,26 @@ class GlueReproductionTest(TestCase):
                 argparse.Namespace(
                     stages=["recipe"], tasks=["rte"], heads=["mean"],
                     learning_rates=["5e-5", "1e-4"], recipe_epochs=2,
-                    jobs=1, log_dir="",
+                    log_dir="", **options,
                 )
             )  # fmt: skip
-        self.assertEqual(calls, [None, None])
+        return calls
+
+    def test_single_job_keeps_tensorflow_default_threads(self):
+        self.assertEqual(self.recipe_run_threads(jobs=1), [None, None])
 
     def test_threads_option_caps_every_process_of_a_single_job(self):
-        calls = []
-        with mock.patch.object(
-            glue_reproduction, "run", lambda *a: calls.append(a[-1])
-        ):
-            glue_reproduction.run_stages(
-                argparse.Namespace(
-                    stages=["recipe"], tasks=["rte"], heads=["mean"],
-                    learning_rates=["5e-5", "1e-4"], recipe_epochs=2,
-                    jobs=1, threads=1, log_dir="",
-                )
-            )  # fmt: skip
-        self.assertEqual(calls, [1, 1])
+        self.assertEqual(self.recipe_run_threads(jobs=1, threads=1), [1, 1])
 
-    def test_threads_below_one_is_rejected_with_the_value(self):
-        with (
-            mock.patch.object(sys, "stderr", io.StringIO()) as stderr,
-            self.assertRaises(SystemExit),
-        ):
-            glue_reproduction.main(["--stages", "summary", "--threads", "0"])
-        self.assertIn("Received: --threads=0", stderr.getvalue())
-
-    def test_jobs_below_one_is_rejected_with_the_value(self):
-        with (
-            mock.patch.object(sys, "stderr", io.StringIO()) as stderr,
-            self.assertRaises(SystemExit),
-        ):
-            glue_reproduction.main(["--stages", "summary", "--jobs", "0"])
-        self.assertIn("Received: --jobs=0", stderr.getvalue())
+    def test_jobs_or_threads_below_one_is_rejected_with_the_value(self):
+        for flag in ("--jobs", "--threads"):
+            with (
+                self.subTest(flag=flag),
+                mock.patch.object(sys, "stderr", io.StringIO()) as stderr,
+                self.assertRaises(SystemExit),
+            ):
+                glue_reproduction.main(["--stages", "summary", flag, "0"])
+            self.assertIn(f"Received: {flag}=0", stderr.getvalue())
 
     def test_budget_runs_keep_the_recipe_rate_with_more_epochs_and_patience(
         self,
