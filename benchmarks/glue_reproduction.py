@@ -490,13 +490,13 @@ def run_stages(args):
     """Runs the stages in order, `args.jobs` finetune processes at a time.
 
     Runs start in the order the stages list them; a reading stage waits for
-    the runs before it. Each process gets `args.threads` threads if set
-    (`None` in the namespaces tests build), else with several jobs
-    `cores // jobs`: on this 2-core machine two one-thread processes
-    train 1.7 times as many examples per second as one two-thread process
-    (which leaves a core partly idle in the small ops of a MiniLM step).
+    the runs before it. Each process gets `args.threads` threads if set,
+    else with several jobs `cores // jobs`: on this 2-core machine two
+    one-thread processes train 1.7 times as many examples per second as one
+    two-thread process (which leaves a core partly idle in the small ops of
+    a MiniLM step).
     """
-    threads = getattr(args, "threads", None)
+    threads = args.threads
     if threads is None and args.jobs > 1:
         threads = max(1, (os.cpu_count() or 1) // args.jobs)
     pending = []

@@ -177,7 +177,7 @@ class GlueReproductionTest(TestCase):
             glue_reproduction.run_stages(
                 argparse.Namespace(
                     stages=["primary", "summary"], tasks=["rte"], seeds=[1, 2],
-                    jobs=2, log_dir="",
+                    jobs=2, threads=None, log_dir="",
                 )
             )  # fmt: skip
         self.assertEqual(events[-1], ("summary",))
@@ -202,7 +202,9 @@ class GlueReproductionTest(TestCase):
         return calls
 
     def test_single_job_keeps_tensorflow_default_threads(self):
-        self.assertEqual(self.recipe_run_threads(jobs=1), [None, None])
+        self.assertEqual(
+            self.recipe_run_threads(jobs=1, threads=None), [None, None]
+        )
 
     def test_threads_option_caps_every_process_of_a_single_job(self):
         self.assertEqual(self.recipe_run_threads(jobs=1, threads=1), [1, 1])
