@@ -323,7 +323,8 @@ def summarize(times):
 
 
 PARTS = (
-    "steps", "plain_overhead", "epoch_pair", "memory", "batching", "xla",
+    "steps", "plain_overhead", "merge_overhead", "epoch_pair", "memory",
+    "batching", "xla",
 )  # fmt: skip
 
 
@@ -355,6 +356,21 @@ def xla_ratios(preset, x, y, rounds):
     }
 
 
+def paired_ratio(configs, rounds):
+    """Two steps (name -> function) alone, alternating: the first over the
+    second, as the ratio of medians and the median of each round's ratio
+    (neighbours paired)."""
+    times = measure(configs, rounds)
+    over, under = (times[name] for name in configs)
+    return {
+        "seconds": times,
+        "ratio_of_medians": statistics.median(over) / statistics.median(under),
+        "median_paired_ratio": statistics.median(
+            [a / b for a, b in zip(over, under)]
+        ),
+    }
+
+
 def plain_overhead(preset, x, y, rounds):
     """The switched-off AD-DROP classifier against the stock one, alone.
 
@@ -373,23 +389,40 @@ def plain_overhead(preset, x, y, rounds):
         )
     )
     ours.addrop_enabled = False
-    times = measure(
+    return paired_ratio(
         {
-            "plain_stock": lambda: stock.train_on_batch(x, y),
             "plain_addrop_classifier": lambda: ours.train_on_batch(x, y),
+            "plain_stock": lambda: stock.train_on_batch(x, y),
         },
         rounds,
     )
-    paired = [
-        a / b
-        for a, b in zip(times["plain_addrop_classifier"], times["plain_stock"])
+
+
+def merge_overhead(preset, x, y, rounds):
+    """The plain step with repeated embedding rows merged (the default)
+    against Keras' stock update (`merge_repeated_rows=False`), alone."""
+    models = [
+        compiled(
+            keras_addrop.models.ADDropBertTextClassifier.from_preset(
+                preset,
+                num_classes=2,
+                preprocessor=None,
+                seed=0,
+                merge_repeated_rows=merge,
+            )
+        )
+        for merge in (True, False)
     ]
-    return {
-        "seconds": times,
-        "ratio_of_medians": statistics.median(times["plain_addrop_classifier"])
-        / statistics.median(times["plain_stock"]),
-        "median_paired_ratio": statistics.median(paired),
-    }
+    for model in models:
+        model.addrop_enabled = False
+    merged, stock = models
+    return paired_ratio(
+        {
+            "merged_rows": lambda: merged.train_on_batch(x, y),
+            "stock_update": lambda: stock.train_on_batch(x, y),
+        },
+        rounds,
+    )
 
 
 def table(results):
@@ -412,6 +445,9 @@ def table(results):
          step("plain_addrop_classifier"), "<= 1.03"),
         ("the same, two configurations alone, median of paired ratios",
          lambda e: e["plain_overhead"]["median_paired_ratio"], "<= 1.03"),
+        ("plain step, repeated embedding rows merged / stock update, "
+         "median of paired ratios",
+         lambda e: e["merge_overhead"]["median_paired_ratio"], ""),
         ("AD-DROP step, GA, first layer", step("addrop_ga_first_layer"),
          "<= 1.85"),
         ("AD-DROP step, GA, all 6 layers", step("addrop_ga_all_layers"),
@@ -533,6 +569,11 @@ def main():
             save()
         if "plain_overhead" in args.parts:
             entry["plain_overhead"] = plain_overhead(
+                preset, x, y, args.plain_rounds
+            )
+            save()
+        if "merge_overhead" in args.parts:
+            entry["merge_overhead"] = merge_overhead(
                 preset, x, y, args.plain_rounds
             )
             save()

@@ -6,6 +6,7 @@ from keras_addrop import glue
 from keras_addrop import layers
 from keras_addrop import models
 from keras_addrop import ops
+from keras_addrop import optimizers
 from keras_addrop.models.swap_attention import swap_attention
 from keras_addrop.train_step import ADDropTrainStep
 from keras_addrop.version import __version__

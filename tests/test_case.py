@@ -55,6 +55,28 @@ def tiny_batch(batch_size=8, seq_len=10, vocabulary_size=30, seed=0):
     return x, y
 
 
+def dense_gradient_step(model, x, y, optimizer):
+    """One step of `model` whose embedding gradients are made dense.
+
+    The reference for the update Keras' optimizers should give a sparse
+    (`tf.IndexedSlices`) embedding gradient. Returns the loss.
+    """
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        y_pred = model(x, training=True)
+        loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
+    gradients = tape.gradient(loss, model.trainable_weights)
+    optimizer.apply(
+        [
+            tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+            for g in gradients
+        ],
+        model.trainable_weights,
+    )
+    return loss
+
+
 def compile_for_test(model, learning_rate=1e-2, **kwargs):
     """Adam, sparse cross-entropy on logits, accuracy; `kwargs` to compile."""
     model.compile(

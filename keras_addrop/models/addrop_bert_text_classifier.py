@@ -65,6 +65,13 @@ class ADDropBertTextClassifier(
         ig_steps: int, the number of integrated-gradient steps `m` for
             `attribution="integrated_gradients"`. Defaults to 20.
         seed: int or `None`. Seed of the random drops.
+        merge_repeated_rows: bool. Whether `fit` makes the optimizer sum the
+            gradient slices of an embedding row looked up more than once in
+            a batch before updating it, so that the row moves as the dense
+            gradient moves it (see
+            `keras_addrop.optimizers.merge_repeated_rows`). `False` keeps
+            Keras' stock update, which over-counts such rows in Adam's
+            second moment. Defaults to `True`.
         **kwargs: passed to `keras_hub.models.BertTextClassifier`.
 
     Raises:

@@ -74,6 +74,13 @@ class ADDropModel(ADDropTrainStep, keras.Model):
         drop_region: `"high"` or `"low"`. Defaults to `"high"`.
         ig_steps: int, integrated-gradient steps. Defaults to 20.
         seed: int or `None`. Seed of the random drops.
+        merge_repeated_rows: bool. Whether `fit` makes the optimizer sum the
+            gradient slices of an embedding row looked up more than once in
+            a batch before updating it, so that the row moves as the dense
+            gradient moves it (see
+            `keras_addrop.optimizers.merge_repeated_rows`). `False` keeps
+            Keras' stock update, which over-counts such rows in Adam's
+            second moment. Defaults to `True`.
         **kwargs: passed to `keras.Model` (`name`, ...).
 
     Raises:

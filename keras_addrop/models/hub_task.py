@@ -10,6 +10,7 @@ ADDROP_ARGUMENTS = (
     "drop_region",
     "ig_steps",
     "seed",
+    "merge_repeated_rows",
 )
 
 

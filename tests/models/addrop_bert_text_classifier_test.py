@@ -4,11 +4,14 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
+from absl.testing import parameterized
 
+import keras_addrop
 from keras_addrop.layers import ADDropAttention
 from keras_addrop.models import ADDropBertTextClassifier
 from tests.test_case import TestCase
 from tests.test_case import compile_for_test
+from tests.test_case import dense_gradient_step
 from tests.test_case import minilm_path
 from tests.test_case import tiny_backbone
 from tests.test_case import tiny_batch
@@ -56,23 +59,63 @@ class ADDropBertTextClassifierTest(TestCase):
         self.assertEqual(model.addrop_layers, (0,))
 
     def test_plain_step_matches_stock_fit(self):
+        # The stock classifier's optimizer gets the same repeated-row merge
+        # that the AD-DROP model applies by default; everything else is
+        # Keras' stock step.
         model, stock = twin_models()
         model.addrop_enabled = False
         compile_for_test(model)
         compile_for_test(stock)
+        keras_addrop.optimizers.merge_repeated_rows(stock.optimizer)
         ours = model.fit(self.x, self.y, batch_size=4, shuffle=False, verbose=0)
         ref = stock.fit(self.x, self.y, batch_size=4, shuffle=False, verbose=0)
         self.assertWeightsClose(model, stock, atol=1e-6)
         self.assertAllClose(ours.history["loss"], ref.history["loss"])
         self.assertEqual(ours.history["addrop_drop_fraction"], [0.0])
 
+    def test_plain_step_without_merging_matches_untouched_stock_fit(self):
+        model, stock = twin_models(merge_repeated_rows=False)
+        model.addrop_enabled = False
+        compile_for_test(model)
+        compile_for_test(stock)
+        model.fit(self.x, self.y, batch_size=4, shuffle=False, verbose=0)
+        stock.fit(self.x, self.y, batch_size=4, shuffle=False, verbose=0)
+        self.assertFalse(
+            keras_addrop.tf_backend.merges_repeated_rows(model.optimizer)
+        )
+        self.assertWeightsClose(model, stock, atol=1e-6)
+
+    @parameterized.named_parameters(("plain", False), ("addrop", True))
+    def test_step_with_repeated_tokens_equals_dense_gradient_step(self, addrop):
+        # One batch of 16 rows of 10 ids from a vocabulary of 30: most ids
+        # repeat. q = 0 runs the AD-DROP branch without dropping anything.
+        model, stock = twin_models(drop_rate=0.0, addrop_layers="all")
+        unmerged, _ = twin_models(
+            drop_rate=0.0, addrop_layers="all", merge_repeated_rows=False
+        )
+        for m in (model, unmerged):
+            m.addrop_enabled = addrop
+            compile_for_test(m)
+            m.fit(self.x, self.y, batch_size=16, shuffle=False, verbose=0)
+        compile_for_test(stock)
+        dense_gradient_step(stock, self.x, self.y, keras.optimizers.Adam(1e-2))
+        self.assertWeightsClose(model, stock, atol=1e-6)
+        embedding = model.backbone.token_embedding.embeddings.path
+        differences = {
+            a.path: np.abs(a.numpy() - b.numpy()).max()
+            for a, b in zip(unmerged.weights, stock.weights)
+        }
+        self.assertGreater(differences[embedding], 1e-3)
+
     def test_addrop_step_without_drops_matches_stock_fit(self):
         # q = 0: pass 1 runs and masks are built, but nothing is dropped. The
         # weights then follow the stock step, which shows that pass 1 leaves
-        # weights, optimizer, losses and metrics alone.
+        # weights, optimizer, losses and metrics alone (the stock optimizer
+        # merges repeated rows as the AD-DROP model's does).
         model, stock = twin_models(drop_rate=0.0, addrop_layers="all")
         compile_for_test(model)
         compile_for_test(stock)
+        keras_addrop.optimizers.merge_repeated_rows(stock.optimizer)
         sample_weight = np.linspace(0.5, 2.0, 16).astype("float32")
         ours = model.fit(
             self.x,
