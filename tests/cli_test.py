@@ -12,6 +12,8 @@ import time
 import keras_hub
 import numpy as np
 
+from keras_addrop import runs
+from keras_addrop.cli import build_parser
 from keras_addrop.cli import main
 from tests.test_case import TestCase
 from tests.test_case import tiny_backbone
@@ -82,6 +84,19 @@ class _Fixtures(TestCase):
 
 
 class CommandLineTest(_Fixtures):
+    def test_stock_embedding_updates_flag_turns_the_row_merge_off(self):
+        parser = build_parser()
+        stock = ["--stock-embedding-updates"]
+        for flags, merge in (([], True), (stock, False)):
+            args = parser.parse_args(
+                ["finetune", *self.common, "--output", "x", *flags]
+            )
+            options = runs.addrop_options(args)
+            self.assertIs(options["merge_repeated_rows"], merge)
+            self.assertIs(
+                runs.run_config(args)["stock_embedding_updates"], not merge
+            )
+
     def test_finetune_writes_results_logs_plot_and_model(self):
         output = os.path.join(self.get_temp_dir(), "run")
         code, out, _ = run(
