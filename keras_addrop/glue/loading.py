@@ -164,6 +164,27 @@ def load_glue(task, split, glue_dir=None, data_dir=None, download=True):
     return _load_tfds(task, split, data_dir, download)
 
 
+def _tfds_failure(task, split, error):
+    """What went wrong in `tfds.load`, and what the user can do about it."""
+    cause = error
+    while cause is not None and not isinstance(cause, ImportError):
+        cause = cause.__cause__ or cause.__context__
+    where = f"tensorflow-datasets could not provide {task.tfds_name} "
+    where += f"(split {split!r})"
+    if cause is not None:
+        module = getattr(cause, "name", None) or str(cause)
+        return (
+            f"{where}: it needs the Python module {module!r}, which is not "
+            f"installed ({cause}). Install it (pip install {module}), or "
+            "read local GLUE TSV files with `glue_dir=`."
+        )
+    return (
+        f"{where}: {type(error).__name__}: {error}. If this machine has no "
+        "network, prepare the data elsewhere and pass its `data_dir` with "
+        "`download=False`, or read local GLUE TSV files with `glue_dir=`."
+    )
+
+
 def _load_tfds(task, split, data_dir, download):
     import tensorflow_datasets as tfds
 
@@ -179,12 +200,7 @@ def _load_tfds(task, split, data_dir, download):
             shuffle_files=False,
         )
     except Exception as error:
-        raise RuntimeError(
-            f"tensorflow-datasets could not provide {task.tfds_name} "
-            f"(split {split!r}): {error}. Without a network, prepare the "
-            "data elsewhere and pass its `data_dir` with `download=False`, "
-            "or read local GLUE TSV files with `glue_dir=`."
-        ) from error
+        raise RuntimeError(_tfds_failure(task, split, error)) from error
     features = task.text_features
     label_dtype = tf.float32 if task.is_regression else tf.int32
 

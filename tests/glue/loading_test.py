@@ -1,4 +1,5 @@
 import os
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -179,5 +180,43 @@ class TfdsLoadingTest(TestCase):
 
     def test_failed_tfds_load_points_to_offline_options(self):
         folder = self.get_temp_dir()
-        with self.assertRaisesRegex(RuntimeError, "glue_dir="):
+        with self.assertRaisesRegex(RuntimeError, "glue_dir=") as raised:
             load_glue("rte", "train", data_dir=folder, download=False)
+        self.assertNotIn("No module named", str(raised.exception))
+
+    def test_tfds_download_path_imports_and_names_the_network(self):
+        # Everything tensorflow-datasets imports on its way to a download
+        # (e.g. importlib_resources) is installed: the first failure is the
+        # download itself, here a stand-in for a machine without network.
+        import tensorflow_datasets as tfds
+
+        offline = ConnectionError("no route to host")
+        manager = tfds.download.DownloadManager
+        with (
+            mock.patch.object(manager, "download", side_effect=offline),
+            mock.patch.object(
+                manager, "download_and_extract", side_effect=offline
+            ),
+            self.assertRaises(RuntimeError) as raised,
+        ):
+            load_glue("mrpc", "train", data_dir=self.get_temp_dir())
+        message = str(raised.exception)
+        self.assertIn("ConnectionError: no route to host", message)
+        self.assertIn("glue_dir=", message)
+
+    def test_a_missing_module_is_named_as_such(self):
+        import tensorflow_datasets as tfds
+
+        missing = ModuleNotFoundError(
+            "No module named 'importlib_resources'",
+            name="importlib_resources",
+        )
+        with (
+            mock.patch.object(tfds, "load", side_effect=missing),
+            self.assertRaisesRegex(
+                RuntimeError,
+                "needs the Python module 'importlib_resources', which is "
+                "not installed",
+            ),
+        ):
+            load_glue("mrpc", "train")
