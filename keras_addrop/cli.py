@@ -40,7 +40,13 @@ def _positive(value):
 
 
 def _add_training_arguments(parser):
-    parser.add_argument("--task", required=True, help="GLUE task, e.g. mrpc.")
+    from keras_addrop.glue.tasks import TASKS
+
+    parser.add_argument(
+        "--task",
+        required=True,
+        help="GLUE task: " + ", ".join(sorted(TASKS)) + ".",
+    )
     parser.add_argument(
         "--preset",
         default=None,
@@ -61,26 +67,71 @@ def _add_training_arguments(parser):
         "the token outputs (what sentence encoders such as MiniLM-L6 were "
         "trained with).",
     )
-    parser.add_argument("--epochs", type=_positive, default=3)
-    parser.add_argument("--batch-size", type=_positive, default=32)
-    parser.add_argument("--learning-rate", type=float, default=2e-5)
-    parser.add_argument("--weight-decay", type=float, default=0.01)
-    parser.add_argument("--max-length", type=_positive, default=128)
-    parser.add_argument("--candidate-ratio", type=_ratio, default=0.3)
-    parser.add_argument("--drop-rate", type=_ratio, default=0.3)
-    parser.add_argument("--addrop-layers", type=_layers, default="all")
+    parser.add_argument(
+        "--epochs", type=_positive, default=3, help="Training epochs."
+    )
+    parser.add_argument(
+        "--batch-size", type=_positive, default=32, help="Examples a batch."
+    )
+    parser.add_argument(
+        "--learning-rate", type=float, default=2e-5, help="AdamW's rate."
+    )
+    parser.add_argument(
+        "--weight-decay", type=float, default=0.01, help="AdamW's decay."
+    )
+    parser.add_argument(
+        "--max-length",
+        type=_positive,
+        default=128,
+        help="Tokens an example is cut to (batches are as long as their "
+        "longest example unless --no-length-aware).",
+    )
+    parser.add_argument(
+        "--candidate-ratio",
+        type=_ratio,
+        default=0.3,
+        help="p in the paper: the share of each attention row's keys, "
+        "highest attribution first, that are candidates for dropping.",
+    )
+    parser.add_argument(
+        "--drop-rate",
+        type=_ratio,
+        default=0.3,
+        help="q in the paper: the probability of dropping each candidate.",
+    )
+    parser.add_argument(
+        "--addrop-layers",
+        type=_layers,
+        default="all",
+        help="'all' or comma-separated encoder layer indices (0 is the "
+        "first) whose attention AD-DROP masks.",
+    )
     parser.add_argument(
         "--attribution",
         choices=("gradient", "integrated_gradients", "attention", "random"),
         default="gradient",
+        help="How positions are ranked: GA, IGA, AA or RD (the paper's "
+        "Table 2).",
     )
     parser.add_argument(
-        "--labels", choices=("pseudo", "gold"), default="pseudo"
+        "--labels",
+        choices=("pseudo", "gold"),
+        default="pseudo",
+        help="Which class's logit is attributed: the predicted or the true "
+        "one.",
     )
     parser.add_argument(
-        "--drop-region", choices=("high", "low"), default="high"
+        "--drop-region",
+        choices=("high", "low"),
+        default="high",
+        help="Drop among the highest- or the lowest-attribution keys.",
     )
-    parser.add_argument("--ig-steps", type=_positive, default=20)
+    parser.add_argument(
+        "--ig-steps",
+        type=_positive,
+        default=20,
+        help="Integrated-gradient steps (--attribution integrated_gradients).",
+    )
     parser.add_argument(
         "--no-addrop", action="store_true", help="Plain fine-tuning."
     )
@@ -96,9 +147,21 @@ def _add_training_arguments(parser):
         "occur more than once in a batch (by default they are updated as "
         "the dense gradient updates them).",
     )
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--train-limit", type=_positive, default=None)
-    parser.add_argument("--few-shot", type=_positive, default=None)
+    parser.add_argument(
+        "--seed", type=int, default=42, help="Seed of training and drops."
+    )
+    parser.add_argument(
+        "--train-limit",
+        type=_positive,
+        default=None,
+        help="Train on this many examples, sampled with --sample-seed.",
+    )
+    parser.add_argument(
+        "--few-shot",
+        type=_positive,
+        default=None,
+        help="Train on this many examples of each class.",
+    )
     parser.add_argument(
         "--sample-seed",
         type=int,
@@ -106,13 +169,22 @@ def _add_training_arguments(parser):
         help="Seed of --train-limit / --few-shot sampling (fixed across "
         "training seeds, so every seed sees the same examples).",
     )
-    parser.add_argument("--patience", type=_positive, default=None)
+    parser.add_argument(
+        "--patience",
+        type=_positive,
+        default=None,
+        help="Stop after this many epochs without a better dev score.",
+    )
     parser.add_argument(
         "--no-length-aware",
         action="store_true",
         help="Pad every batch to --max-length.",
     )
-    parser.add_argument("--no-save-model", action="store_true")
+    parser.add_argument(
+        "--no-save-model",
+        action="store_true",
+        help="Do not write model.keras at the end.",
+    )
     parser.add_argument(
         "--strategy",
         choices=("none", "mirrored", "multi-worker"),
@@ -121,11 +193,49 @@ def _add_training_arguments(parser):
         "devices, or MultiWorkerMirroredStrategy over the cluster in "
         "TF_CONFIG.",
     )
-    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None)
+    parser.add_argument(
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2),
+        default=None,
+        help="Keras' fit verbosity (default: a progress bar on a terminal, "
+        "a line per epoch otherwise).",
+    )
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows each flag's default, except where there is none to show."""
+
+    def _get_help_string(self, action):
+        help = action.help or ""
+        if (
+            "%(default)" in help
+            or "default:" in help
+            or action.default in (None, False, argparse.SUPPRESS)
+            or action.required
+        ):
+            return help
+        return help + " (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Errors in two lines (the message and where help is), not after the
+    whole usage block."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        self.exit(
+            2,
+            f"{self.prog}: error: {message}\n"
+            f"(`{self.prog} --help` lists the options)\n",
+        )
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="keras-addrop",
         description="AD-DROP fine-tuning of keras-hub models on GLUE.",
     )
@@ -141,15 +251,29 @@ def build_parser():
     _add_training_arguments(sweep)
     sweep.add_argument("--output", required=True, help="Sweep folder.")
     sweep.add_argument(
-        "--candidate-ratios", type=_ratio, nargs="+", default=[0.3]
+        "--candidate-ratios",
+        type=_ratio,
+        nargs="+",
+        default=[0.3],
+        help="The values of p (--candidate-ratio) to run.",
     )
-    sweep.add_argument("--drop-rates", type=_ratio, nargs="+", default=[0.3])
-    sweep.add_argument("--seeds", type=int, nargs="+", default=[42])
+    sweep.add_argument(
+        "--drop-rates",
+        type=_ratio,
+        nargs="+",
+        default=[0.3],
+        help="The values of q (--drop-rate) to run.",
+    )
+    sweep.add_argument(
+        "--seeds", type=int, nargs="+", default=[42], help="Training seeds."
+    )
 
     summarize = commands.add_parser(
         "summarize", help="Mean +- std tables, dev curves and a p/q heat map."
     )
-    summarize.add_argument("folders", nargs="+")
+    summarize.add_argument(
+        "folders", nargs="+", help="Run or sweep folders (searched below)."
+    )
     summarize.add_argument("--output", default=None, help="Markdown file.")
     summarize.add_argument("--heatmap", default=None, help="PNG file.")
     summarize.add_argument(
@@ -159,14 +283,20 @@ def build_parser():
     predict = commands.add_parser(
         "predict", help="GLUE test predictions in the leaderboard format."
     )
-    predict.add_argument("--task", required=True)
+    predict.add_argument("--task", required=True, help="GLUE task.")
     predict.add_argument("--model", required=True, help="A .keras file.")
     predict.add_argument("--preset", default=None, help="For the tokenizer.")
-    predict.add_argument("--glue-dir", default=None)
-    predict.add_argument("--data-dir", default=None)
-    predict.add_argument("--split", default="test")
-    predict.add_argument("--max-length", type=_positive, default=128)
-    predict.add_argument("--batch-size", type=_positive, default=64)
+    predict.add_argument(
+        "--glue-dir", default=None, help="Folder in the GLUE TSV layout."
+    )
+    predict.add_argument("--data-dir", default=None, help="tfds data folder.")
+    predict.add_argument("--split", default="test", help="Split to predict.")
+    predict.add_argument(
+        "--max-length", type=_positive, default=128, help="Tokens an example."
+    )
+    predict.add_argument(
+        "--batch-size", type=_positive, default=64, help="Examples a batch."
+    )
     predict.add_argument("--output", required=True, help="TSV file.")
     return parser
 

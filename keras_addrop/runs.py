@@ -15,6 +15,8 @@ from keras_addrop.callbacks import CrossTuning
 from keras_addrop.models.presets import minilm_l6_preset
 
 RESULTS_FILE = "results.json"
+# Written into a run folder whose training stopped with an error.
+FAILED_FILE = "FAILED.txt"
 
 
 class RunError(ValueError):
@@ -40,6 +42,15 @@ def classifier_class(preset):
 
     kind = str(preset)
     config_path = os.path.join(kind, "config.json")
+    if os.path.isdir(kind) and not os.path.isfile(config_path):
+        raise RunError(
+            "the --preset folder has no config.json, so it is neither a "
+            f"keras-hub nor a Hugging Face preset. Received: --preset={kind}"
+        )
+    if not os.path.exists(kind) and (
+        os.sep in kind or kind.startswith((".", "~"))
+    ):
+        raise RunError(f"no such folder. Received: --preset={kind}")
     if os.path.isfile(config_path):
         with open(config_path) as f:
             config = json.load(f)
@@ -56,15 +67,42 @@ def classifier_class(preset):
     )
 
 
+def from_preset(load, preset, **kwargs):
+    """`load(preset, **kwargs)`, with a download failure told in one line."""
+    try:
+        return load(preset, **kwargs)
+    except OSError as error:  # requests' and kagglehub's errors among them.
+        reason = str(error).splitlines()[0][:200] if str(error) else ""
+        raise RunError(
+            f"could not download the preset {preset!r} "
+            f"({type(error).__name__}: {reason}). Without a network, pass a "
+            "local keras-hub or Hugging Face folder with --preset (without "
+            "--preset: the installed MiniLM-L6 package's folder). Received: "
+            f"--preset={preset}"
+        ) from None
+
+
+def preprocessor_for(cls, preset, max_length):
+    return from_preset(
+        cls._stock_cls.preprocessor_cls.from_preset,
+        preset,
+        sequence_length=max_length,
+    )
+
+
 def build_classifier(cls, preset, pooling, task, addrop):
     """The AD-DROP classifier with a `"cls"` or `"mean"` pooling head."""
     from keras_addrop.models import mean_pooling_classifier
 
     if pooling == "mean":
-        backbone = cls.backbone_cls.from_preset(preset)
+        backbone = from_preset(cls.backbone_cls.from_preset, preset)
         return mean_pooling_classifier(backbone, task.num_classes, **addrop)
-    return cls.from_preset(
-        preset, num_classes=task.num_classes, preprocessor=None, **addrop
+    return from_preset(
+        cls.from_preset,
+        preset,
+        num_classes=task.num_classes,
+        preprocessor=None,
+        **addrop,
     )
 
 
@@ -241,7 +279,6 @@ def finetune(args):
     config = run_config(args)
     config["preset"] = preset
     output = worker_output(args.output)
-    os.makedirs(output, exist_ok=True)
     keras.utils.set_random_seed(args.seed)
 
     texts, labels = load_arrays(task, "train", args.glue_dir, args.data_dir)
@@ -253,9 +290,7 @@ def finetune(args):
     )
 
     cls = classifier_class(preset)
-    preprocessor = cls._stock_cls.preprocessor_cls.from_preset(
-        preset, sequence_length=args.max_length
-    )
+    preprocessor = preprocessor_for(cls, preset, args.max_length)
     addrop = addrop_options(args)
     with strategy.scope():
         model = build_classifier(cls, preset, args.pooling, task, addrop)
@@ -274,6 +309,11 @@ def finetune(args):
             metrics=[] if task.is_regression else ["accuracy"],
         )
 
+    # Inputs, preset and model are checked: the run starts here.
+    os.makedirs(output, exist_ok=True)
+    failed = os.path.join(output, FAILED_FILE)
+    if os.path.isfile(failed):
+        os.remove(failed)
     backup = os.path.join(output, "backup")
     epoch_log = os.path.join(output, "epochs.jsonl")
     previous = resumable_epochs(backup, epoch_log)
@@ -306,14 +346,25 @@ def finetune(args):
     ]
     verbose = args.verbose if args.verbose is not None else "auto"
     start = time.time()
-    # The batches are shuffled already (seeded, length-aware).
-    model.fit(
-        train,
-        epochs=args.epochs,
-        callbacks=callbacks,
-        verbose=verbose,
-        shuffle=False,
-    )
+    try:
+        # The batches are shuffled already (seeded, length-aware).
+        model.fit(
+            train,
+            epochs=args.epochs,
+            callbacks=callbacks,
+            verbose=verbose,
+            shuffle=False,
+        )
+    except BaseException as error:
+        finished = len(read_epoch_log(epoch_log))
+        with open(failed, "w") as f:
+            f.write(
+                f"This run stopped after {finished} finished epoch(s) of "
+                f"{args.epochs}: {type(error).__name__}: {error}\n"
+                "Run the same command again to resume after the last "
+                "finished epoch.\n"
+            )
+        raise
     seconds = time.time() - start
     epochs = read_epoch_log(epoch_log)
     result = {
@@ -343,8 +394,11 @@ def finetune(args):
     }
     if not args.no_save_model:
         model.save(os.path.join(output, "model.keras"))
-    with open(os.path.join(output, RESULTS_FILE), "w") as f:
+    # Written whole or not at all: results.json marks a finished run.
+    partial = os.path.join(output, RESULTS_FILE + ".partial")
+    with open(partial, "w") as f:
         json.dump(result, f, indent=1)
+    os.replace(partial, os.path.join(output, RESULTS_FILE))
     plot_losses(result, os.path.join(output, "losses.png"))
     return result
 
@@ -431,9 +485,7 @@ def predict(args):
     model = keras.saving.load_model(args.model)
     preset = resolve_preset(args.preset)
     cls = classifier_class(preset)
-    preprocessor = cls._stock_cls.preprocessor_cls.from_preset(
-        preset, sequence_length=args.max_length
-    )
+    preprocessor = preprocessor_for(cls, preset, args.max_length)
     split = args.split
     if args.glue_dir is not None:
         texts, _ = glue.read_glue_tsv(task, split, args.glue_dir)

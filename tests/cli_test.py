@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from unittest import mock
 
 import keras_hub
 import numpy as np
@@ -192,18 +193,34 @@ class CommandLineTest(_Fixtures):
             self.assertEqual(f.read().strip(), out.strip())
 
     def test_errors_give_messages_and_exit_codes(self):
+        output = os.path.join(self.get_temp_dir(), "run")
         code, _, err = run(
             "finetune", "--task", "glue", "--preset", self.preset,
-            "--glue-dir", self.glue_dir, "--output", self.get_temp_dir(),
+            "--glue-dir", self.glue_dir, "--output", output,
         )  # fmt: skip
         self.assertEqual(code, 2)
         self.assertIn("Received: task='glue'", err)
         code, _, err = run(
             "finetune", "--task", "rte", "--preset", self.preset,
-            "--glue-dir", "/nonexistent", "--output", self.get_temp_dir(),
+            "--glue-dir", "/nonexistent", "--output", output,
         )  # fmt: skip
         self.assertEqual(code, 2)
         self.assertIn("glue_dir='/nonexistent'", err)
+        empty = self.get_temp_dir()
+        for preset, message in (
+            ("/nonexistent", "no such folder. Received: --preset=/nonexistent"),
+            (empty, "the --preset folder has no config.json, so it is "
+             "neither a keras-hub nor a Hugging Face preset. Received: "
+             f"--preset={empty}"),
+        ):  # fmt: skip
+            code, _, err = run(
+                "finetune", "--task", "rte", "--preset", preset,
+                "--glue-dir", self.glue_dir, "--output", output,
+            )  # fmt: skip
+            self.assertEqual(code, 2)
+            self.assertEqual(err.strip(), f"keras-addrop: error: {message}")
+        # No run started, so no run folder was left behind.
+        self.assertFalse(os.path.exists(output))
         code, _, err = run("summarize", "/nonexistent")
         self.assertEqual(code, 2)
         # Bad flags: argparse's own message and exit code 2.
@@ -214,7 +231,62 @@ class CommandLineTest(_Fixtures):
             text=True,
         )  # fmt: skip
         self.assertEqual(result.returncode, 2)
-        self.assertIn("expected a float in [0, 1], got 1.5", result.stderr)
+        self.assertIn(
+            "keras-addrop finetune: error: argument --candidate-ratio: "
+            "expected a float in [0, 1], got 1.5\n"
+            "(`keras-addrop finetune --help` lists the options)\n",
+            result.stderr,
+        )
+        self.assertNotIn("usage:", result.stderr)
+
+    def test_help_gives_every_flag_a_line_and_its_default(self):
+        parser = build_parser()
+        subparsers = parser._subparsers._group_actions[0].choices
+        for name, subparser in subparsers.items():
+            text = " ".join(subparser.format_help().split())
+            for action in subparser._actions:
+                if action.dest == "help":
+                    continue
+                self.assertTrue(action.help, msg=f"{name} {action.dest}")
+                if action.default not in (None, False) and not (
+                    action.required
+                ):
+                    self.assertIn(
+                        f"(default: {action.default})".replace("'", ""),
+                        text.replace("'", ""),
+                        msg=f"{name} {action.dest}",
+                    )
+        finetune = " ".join(subparsers["finetune"].format_help().split())
+        self.assertIn("cola, mnli, mrpc, qnli, qqp, rte, sst2,", finetune)
+        self.assertIn("p in the paper", finetune)
+        self.assertIn("q in the paper", finetune)
+
+    def test_a_run_that_fails_midway_says_so_and_writes_no_results(self):
+        output = os.path.join(self.get_temp_dir(), "run")
+        args = build_parser().parse_args(
+            ["finetune", *self.common, "--no-addrop", "--output", output]
+        )
+        failure = RuntimeError("disk full")
+        with (
+            mock.patch.object(
+                runs.EpochLog, "on_epoch_end", side_effect=failure
+            ),
+            self.assertRaises(RuntimeError),
+        ):
+            runs.finetune(args)
+        with open(os.path.join(output, runs.FAILED_FILE)) as f:
+            text = f.read()
+        self.assertIn(
+            "stopped after 0 finished epoch(s) of 2: RuntimeError: disk full",
+            text,
+        )
+        self.assertFalse(
+            os.path.exists(os.path.join(output, runs.RESULTS_FILE))
+        )
+        # Run again, it finishes and the folder no longer says it failed.
+        runs.finetune(args)
+        self.assertTrue(os.path.isfile(os.path.join(output, runs.RESULTS_FILE)))
+        self.assertFalse(os.path.exists(os.path.join(output, runs.FAILED_FILE)))
 
 
 def free_port():
