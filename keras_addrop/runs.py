@@ -410,6 +410,7 @@ def plot_losses(result, path):
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return None
     epochs = [e["epoch"] for e in result["epochs"]]
@@ -421,6 +422,7 @@ def plot_losses(result, path):
         epochs, [e["dev"]["loss"] for e in result["epochs"]], "s-", label="dev"
     )
     axis.set_xlabel("epoch")
+    axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     axis.set_ylabel("loss")
     axis.set_title(f"{result['task']}, {result['method']}")
     axis.legend()

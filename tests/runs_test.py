@@ -1,0 +1,35 @@
+import os
+from unittest import mock
+
+import matplotlib.figure
+import numpy as np
+
+from keras_addrop import runs
+from tests.test_case import TestCase
+
+
+class PlotLossesTest(TestCase):
+    def test_epoch_axis_has_whole_epochs_only(self):
+        result = {
+            "task": "MRPC",
+            "method": "plain",
+            "epochs": [
+                {"epoch": e, "train_loss": 0.7 - e / 10, "dev": {"loss": 0.6}}
+                for e in (1, 2)
+            ],
+        }
+        saved = []
+        original = matplotlib.figure.Figure.savefig
+
+        def save(figure, *args, **kwargs):
+            saved.append(figure)
+            return original(figure, *args, **kwargs)
+
+        path = os.path.join(self.get_temp_dir(), "losses.png")
+        with mock.patch.object(matplotlib.figure.Figure, "savefig", save):
+            runs.plot_losses(result, path)
+        self.assertTrue(os.path.isfile(path))
+        ticks = saved[0].axes[0].get_xticks()
+        visible = ticks[(ticks >= 1) & (ticks <= 2)]
+        self.assertNotEmpty(visible)
+        self.assertAllEqual(visible, np.round(visible))
