@@ -102,7 +102,8 @@ def _add_training_arguments(parser):
     parser.add_argument(
         "--addrop-layers",
         type=_layers,
-        default="all",
+        # The models' default too; argparse converts it with `_layers`.
+        default="0",
         help="'all' or comma-separated encoder layer indices (0 is the "
         "first) whose attention AD-DROP masks.",
     )
