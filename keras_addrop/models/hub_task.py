@@ -1,3 +1,5 @@
+import keras
+
 from keras_addrop.models.swap_attention import swap_attention
 from keras_addrop.train_step import ADDropTrainStep
 
@@ -27,6 +29,15 @@ class ADDropHubClassifier(ADDropTrainStep):
     def __init__(self, *args, **kwargs):
         swap_attention(kwargs["backbone"] if "backbone" in kwargs else args[0])
         super().__init__(*args, **kwargs)
+
+    def compile_from_config(self, config):
+        # keras-hub's classifiers override `compile`, so Keras' own loading
+        # skips it, and with it the optimizer's saved state. Their `compile`
+        # takes the saved arguments as they are: a reloaded classifier
+        # resumes training with its optimizer, step count and moments.
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
 
     def _addrop_all_attention_layers(self):
         # Computed on demand: a list of sub-layers stored on the model would

@@ -282,6 +282,29 @@ class ADDropBertTextClassifierTest(TestCase):
         compile_for_test(restored)
         restored.fit(self.x, self.y, batch_size=8, verbose=0)
 
+    def test_reloaded_classifier_resumes_with_its_optimizer(self):
+        model, _ = twin_models(addrop_layers="all", drop_rate=0.0)
+        model.compile(
+            optimizer=keras.optimizers.AdamW(3e-3, weight_decay=0.02),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["sparse_categorical_accuracy"],
+        )
+        model.fit(self.x, self.y, batch_size=8, shuffle=False, verbose=0)
+        path = os.path.join(self.get_temp_dir(), "model.keras")
+        model.save(path)
+        restored = keras.saving.load_model(path)
+        self.assertIsInstance(restored.optimizer, keras.optimizers.AdamW)
+        self.assertAllClose(restored.optimizer.learning_rate, 3e-3)
+        self.assertAllClose(restored.optimizer.weight_decay, 0.02)
+        self.assertEqual(restored.optimizer.iterations.numpy(), 2)
+        saved = model.optimizer.variables
+        for a, b in zip(saved, restored.optimizer.variables, strict=True):
+            self.assertAllClose(a, b, msg=a.path)
+        # One more epoch of each: the same weights.
+        model.fit(self.x, self.y, batch_size=8, shuffle=False, verbose=0)
+        restored.fit(self.x, self.y, batch_size=8, shuffle=False, verbose=0)
+        self.assertWeightsClose(restored, model, atol=1e-6)
+
     def test_weights_files_load_both_ways_with_stock(self):
         model, _ = twin_models()
         compile_for_test(model)
