@@ -66,6 +66,11 @@ parser.add_argument("--layer", type=int, default=2, help="Layer to show.")
 parser.add_argument("--heads", type=int, default=4, help="Heads to show.")
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument(
+    "--figures",
+    default="figures",
+    help="Folder the figures are written to (default: figures).",
+)
+parser.add_argument(
     "--full", action="store_true", help="All of MRPC train, 2 epochs."
 )
 args = parser.parse_args()
@@ -170,6 +175,12 @@ figure.suptitle(
     "(bottom); rows are queries, columns keys"
 )
 figure.tight_layout()
+path = os.path.join(
+    args.figures, "attribution_vs_attention_attention_and_attribution.png"
+)
+os.makedirs(args.figures, exist_ok=True)
+figure.savefig(path, dpi=100, bbox_inches="tight")
+print(f"wrote {path}")
 plt.show()
 
 """
@@ -230,6 +241,10 @@ for axis, (name, mask) in zip(axes, masks.items()):
     print(f"{name:>20}: dropped {1 - mask.mean():.3f} of the positions")
 figure.suptitle("Keep masks (white: kept, black: dropped)")
 figure.tight_layout()
+path = os.path.join(args.figures, "attribution_vs_attention_keep_masks.png")
+os.makedirs(args.figures, exist_ok=True)
+figure.savefig(path, dpi=100, bbox_inches="tight")
+print(f"wrote {path}")
 plt.show()
 
 """

@@ -67,6 +67,11 @@ parser.add_argument("--epochs", type=int, default=3)
 parser.add_argument("--max-length", type=int, default=64)
 parser.add_argument("--seed", type=int, default=1)
 parser.add_argument(
+    "--figures",
+    default="figures",
+    help="Folder the figures are written to (default: figures).",
+)
+parser.add_argument(
     "--full", action="store_true", help="1,000 examples, 6 epochs, length 128."
 )
 args = parser.parse_args()
@@ -188,6 +193,10 @@ figure.suptitle(
     "all layers"
 )
 figure.tight_layout()
+path = os.path.join(args.figures, "prior_experiment_losses.png")
+os.makedirs(args.figures, exist_ok=True)
+figure.savefig(path, dpi=100, bbox_inches="tight")
+print(f"wrote {path}")
 plt.show()
 
 """

@@ -45,10 +45,18 @@ class ExamplesTest(TestCase):
 
     @pytest.mark.large
     def test_attribution_vs_attention_tutorial_runs(self):
+        figures = self.get_temp_dir()
         out = self.run_tutorial(
             "attribution_vs_attention.py", "--train-limit", "32",
-            real_data=True,
+            "--figures", figures, real_data=True,
         )  # fmt: skip
+        # Run directly, the tutorial leaves its figures as files.
+        for figure in ("attention_and_attribution", "keep_masks"):
+            path = os.path.join(
+                figures, f"attribution_vs_attention_{figure}.png"
+            )
+            self.assertIn(f"wrote {path}", out)
+            self.assertGreater(os.path.getsize(path), 10_000)
         self.assertIn("29 tokens: [CLS] mcc ##abe said", out)
         # The [CLS] pooler reads one row of the last layer: 1 of 29 rows.
         self.assertIn("layer 0: 1.00 of the query rows", out)
@@ -66,10 +74,15 @@ class ExamplesTest(TestCase):
 
     @pytest.mark.large
     def test_prior_experiment_tutorial_runs(self):
+        figures = self.get_temp_dir()
         out = self.run_tutorial(
             "prior_experiment.py", "--train-limit", "32", "--dev-limit",
-            "32", "--epochs", "1", "--max-length", "32", real_data=True,
+            "32", "--epochs", "1", "--max-length", "32", "--figures",
+            figures, real_data=True,
         )  # fmt: skip
+        path = os.path.join(figures, "prior_experiment_losses.png")
+        self.assertIn(f"wrote {path}", out)
+        self.assertGreater(os.path.getsize(path), 10_000)
         self.assertRegex(out, r"plain: train loss .* drop fraction 0\.000")
         self.assertRegex(
             out, r"high: train loss .* drop fraction 0\.(0[5-9]|1[0-2])"
