@@ -44,9 +44,42 @@ def _add_training_arguments(parser):
 
     parser.add_argument(
         "--task",
-        required=True,
-        help="GLUE task: " + ", ".join(sorted(TASKS)) + ".",
+        default=None,
+        help="GLUE task: " + ", ".join(sorted(TASKS)) + ". Or your own "
+        "data: --train-file and --validation-file.",
     )
+    parser.add_argument(
+        "--train-file",
+        default=None,
+        help="Your own training data: a CSV, TSV or JSON-lines file with "
+        "named columns (instead of --task).",
+    )
+    parser.add_argument(
+        "--validation-file",
+        default=None,
+        help="Your own validation data, in the training file's columns.",
+    )
+    parser.add_argument(
+        "--text-columns",
+        nargs="+",
+        default=["sentence"],
+        help="The one or two text columns of --train-file.",
+    )
+    parser.add_argument(
+        "--label-column",
+        default="label",
+        help="The label column of --train-file: class names or ids, or "
+        "scores (regression).",
+    )
+    parser.add_argument(
+        "--metric",
+        choices=(
+            "accuracy", "f1", "matthews_corrcoef", "pearson", "spearman"
+        ),
+        default=None,
+        help="The main metric for --train-file (default: accuracy for "
+        "classes, pearson for scores).",
+    )  # fmt: skip
     parser.add_argument(
         "--preset",
         default=None,

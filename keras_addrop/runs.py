@@ -137,6 +137,34 @@ def load_arrays(task, split, glue_dir=None, data_dir=None):
     return texts, np.asarray(labels)
 
 
+def load_task_data(args):
+    """`(task, (texts, labels), (dev_texts, dev_labels))` of a run: a GLUE
+    task (`--task`) or the user's own files (`--train-file`)."""
+    train_file = getattr(args, "train_file", None)
+    validation_file = getattr(args, "validation_file", None)
+    if (args.task is None) == (train_file is None):
+        raise RunError(
+            "give either --task (a GLUE task) or --train-file and "
+            "--validation-file (your own data)"
+        )
+    if train_file is None:
+        task = glue.get_task(args.task)
+        return (
+            task,
+            load_arrays(task, "train", args.glue_dir, args.data_dir),
+            load_arrays(task, "validation", args.glue_dir, args.data_dir),
+        )
+    if validation_file is None:
+        raise RunError("--train-file needs a --validation-file too")
+    return glue.text_file_task(
+        train_file,
+        validation_file,
+        text_columns=args.text_columns,
+        label_column=args.label_column,
+        metric=args.metric,
+    )
+
+
 def to_dataset(texts, labels=None, indices=None):
     if indices is not None:
         texts = tuple([t[i] for i in indices] for t in texts)
@@ -158,6 +186,11 @@ def run_config(args):
         "few_shot", "sample_seed", "patience", "no_length_aware", "strategy",
     ]  # fmt: skip
     config = {key: getattr(args, key) for key in keys}
+    for key in (
+        "train_file", "validation_file", "text_columns", "label_column",
+        "metric",
+    ):  # fmt: skip
+        config[key] = getattr(args, key, None)
     config["stock_embedding_updates"] = getattr(
         args, "stock_embedding_updates", False
     )
@@ -270,7 +303,7 @@ def finetune(args):
     resumes from the last finished epoch, in the right cross-tuning phase.
     """
     strategy = make_strategy(getattr(args, "strategy", "none"))
-    task = glue.get_task(args.task)
+    task, (texts, labels), (dev_texts, dev_labels) = load_task_data(args)
     if args.few_shot is not None and task.is_regression:
         raise RunError(
             f"--few-shot needs a classification task, not {task.name}"
@@ -281,10 +314,6 @@ def finetune(args):
     output = worker_output(args.output)
     keras.utils.set_random_seed(args.seed)
 
-    texts, labels = load_arrays(task, "train", args.glue_dir, args.data_dir)
-    dev_texts, dev_labels = load_arrays(
-        task, "validation", args.glue_dir, args.data_dir
-    )
     indices = glue.sample_indices(
         labels, args.train_limit, args.few_shot, seed=args.sample_seed
     )

@@ -85,6 +85,50 @@ class _Fixtures(TestCase):
 
 
 class CommandLineTest(_Fixtures):
+    def test_finetune_on_own_csv_files_writes_the_same_results(self):
+        folder = self.get_temp_dir()
+        rng = np.random.default_rng(1)
+        paths = {}
+        for split, count in (("train", 24), ("dev", 8)):
+            paths[split] = os.path.join(folder, f"{split}.csv")
+            with open(paths[split], "w") as f:
+                f.write("first,second,label\n")
+                for i in range(count):
+                    words = rng.choice(WORDS, size=6)
+                    f.write(
+                        f"{' '.join(words[:3])},{' '.join(words[3:])},"
+                        f"{'same' if i % 2 else 'different'}\n"
+                    )
+        output = os.path.join(folder, "run")
+        own = [
+            "--train-file", paths["train"], "--validation-file",
+            paths["dev"], "--text-columns", "first", "second",
+            "--preset", self.preset, "--epochs", "2", "--batch-size", "8",
+            "--max-length", "16", "--verbose", "0", "--no-save-model",
+        ]  # fmt: skip
+        code, out, err = run("finetune", *own, "--output", output)
+        self.assertEqual(code, 0, msg=err)
+        self.assertIn("train addrop-gradient: best accuracy", out)
+        with open(os.path.join(output, "results.json")) as f:
+            result = json.load(f)
+        self.assertEqual(result["task"], "train")
+        self.assertEqual(result["main_metric"], "accuracy")
+        self.assertEqual(result["train_examples"], 24)
+        self.assertEqual(result["dev_examples"], 8)
+        self.assertEqual(set(result["best"]), {"accuracy", "f1", "loss"})
+        self.assertEqual(result["config"]["train_file"], paths["train"])
+        self.assertEqual(result["config"]["text_columns"], ["first", "second"])
+
+        code, _, err = run("finetune", *own, "--task", "rte", "--output", "x")
+        self.assertEqual(code, 2)
+        self.assertIn("give either --task (a GLUE task) or --train-file", err)
+        code, _, err = run(
+            "finetune", *own, "--label-column", "gold", "--output", "x"
+        )
+        self.assertEqual(code, 2)
+        self.assertIn("train.csv:2: no column 'gold'", err)
+        self.assertFalse(os.path.exists("x"))
+
     def test_stock_embedding_updates_flag_turns_the_row_merge_off(self):
         parser = build_parser()
         stock = ["--stock-embedding-updates"]

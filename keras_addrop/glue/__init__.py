@@ -1,4 +1,5 @@
-"""GLUE data for fine-tuning: tasks, loading, batching and metrics.
+"""GLUE data, and your own labelled text files, for fine-tuning: tasks,
+loading, batching and metrics.
 
 Knows nothing of AD-DROP: it serves any keras-hub classifier.
 """
@@ -15,3 +16,5 @@ from keras_addrop.glue.metrics import predictions_from_outputs
 from keras_addrop.glue.tasks import TASKS
 from keras_addrop.glue.tasks import GlueTask
 from keras_addrop.glue.tasks import get_task
+from keras_addrop.glue.text_files import read_text_file
+from keras_addrop.glue.text_files import text_file_task
