@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from glue_reproduction import GLUE_DIR  # noqa: E402
 from glue_reproduction import LOW_RESOURCE  # noqa: E402
+from glue_reproduction import SAMPLE_SEED  # noqa: E402
 from glue_reproduction import load_recipes  # noqa: E402
 from glue_reproduction import recipe_flags  # noqa: E402
 
@@ -37,6 +38,7 @@ LOGS = os.path.join(HERE, "logs")
 VARIANTS = {"merged": [], "stock": ["--stock-embedding-updates"]}
 # Rows of the uncased BERT vocabulary (MiniLM-L6's).
 TOKEN_ROWS = {"[CLS]": 101, "[SEP]": 102}
+FREQUENT = 20
 
 
 def folder_of(variant, seed):
@@ -78,6 +80,23 @@ def run(variant, seed, threads):
         return json.load(f)
 
 
+def token_counts(preset, vocabulary_size):
+    """How often each token id occurs in the runs' training sample."""
+    import keras_hub
+
+    from keras_addrop import glue
+    from keras_addrop import runs
+
+    texts, labels = runs.load_arrays(glue.get_task("mrpc"), "train", GLUE_DIR)
+    indices = glue.sample_indices(labels, LOW_RESOURCE, None, seed=SAMPLE_SEED)
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor.from_preset(
+        preset, sequence_length=128
+    )
+    x = preprocessor(x=tuple([t[i] for i in indices] for t in texts))
+    ids = np.asarray(x["token_ids"])[np.asarray(x["padding_mask"])]
+    return np.bincount(ids, minlength=vocabulary_size)
+
+
 def row_distances(folder):
     """How far the embedding rows moved from the pretrained weights."""
     import keras
@@ -100,13 +119,24 @@ def row_distances(folder):
         before, after = table(start, name), table(model, name)
         result[name] = np.linalg.norm(after - before, axis=-1)
     tokens, segments = result["token_embedding"], result["segment_embedding"]
-    moved = tokens[tokens > 0]
+    counts = token_counts(preset, len(tokens))
+    counts[list(TOKEN_ROWS.values())] = 0
+    frequent = np.argsort(counts)[::-1][:FREQUENT]
+    once = np.flatnonzero(counts == 1)
+    unseen = np.flatnonzero(counts == 0)
     distances = {
         **{name: float(tokens[row]) for name, row in TOKEN_ROWS.items()},
         "segment 0": float(segments[0]),
         "segment 1": float(segments[1]),
-        "median of the token rows that moved": float(np.median(moved)),
-        "token rows that moved": int(moved.size),
+        f"median, the {FREQUENT} most frequent other tokens": float(
+            np.median(tokens[frequent])
+        ),
+        "median, tokens seen once": float(np.median(tokens[once])),
+        "median, tokens not in the sample (weight decay only)": float(
+            np.median(tokens[unseen])
+        ),
+        "tokens seen once": int(once.size),
+        "distinct tokens in the sample": int((counts > 0).sum() + 2),
     }
     with open(os.path.join(folder, "distances.json"), "w") as f:
         json.dump(distances, f, indent=1)
@@ -137,12 +167,14 @@ def summary(seeds):
             )
     columns = [
         "best", "last", "dev_loss_last", "[CLS]", "[SEP]", "segment 0",
-        "segment 1", "median of the token rows that moved",
+        "segment 1", f"median, the {FREQUENT} most frequent other tokens",
+        "median, tokens seen once",
     ]  # fmt: skip
     lines = [
         "| update | seed | best dev accuracy (epoch) | last | last dev loss "
-        "| [CLS] | [SEP] | segment 0 | segment 1 | median token row |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| [CLS] | [SEP] | segment 0 | segment 1 | {FREQUENT} most frequent "
+        "other tokens (median) | tokens seen once (median) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for variant, runs in rows.items():
         for r in runs:
