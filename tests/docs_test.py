@@ -1,5 +1,6 @@
 """The documentation site builds without a warning."""
 
+import glob
 import os
 import subprocess
 import sys
@@ -36,3 +37,37 @@ class DocsTest(TestCase):
         results = os.path.join(site, "results", "glue")
         self.assertTrue(os.path.isfile(os.path.join(results, "curves.png")))
         self.assertFalse(os.path.exists(os.path.join(results, "runs.jsonl")))
+
+
+class RenderedTutorialsTest(TestCase):
+    def test_every_rendered_page_holds_its_scripts_text_in_order(self):
+        sys.path.insert(0, os.path.join(REPO_ROOT, "docs"))
+        try:
+            import render_tutorials
+        finally:
+            sys.path.pop(0)
+        scripts = sorted(glob.glob(os.path.join(REPO_ROOT, "examples", "*.py")))
+        self.assertNotEmpty(scripts)
+        stale = []
+        for script in scripts:
+            name = os.path.splitext(os.path.basename(script))[0]
+            with open(script) as f:
+                header, cells = render_tutorials.parse(f.read())
+            with open(
+                os.path.join(REPO_ROOT, "docs", "tutorials", f"{name}.md")
+            ) as f:
+                page = f.read()
+            position = page.index(f"# {header['Title']}")
+            for _, text in cells:
+                found = page.find(text, position)
+                if found < 0:
+                    stale.append(f"{name}: {text[:60]!r}")
+                    break
+                position = found + len(text)
+        self.assertEqual(
+            stale,
+            [],
+            msg="rendered pages out of date with their scripts: run "
+            "`python docs/render_tutorials.py NAME` (arguments as in the "
+            "page's footer)",
+        )
