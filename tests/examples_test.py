@@ -34,6 +34,11 @@ class ExamplesTest(TestCase):
         self.assertEqual(result.returncode, 0, msg=result.stderr[-3000:])
         return result.stdout
 
+    def assert_figure_written(self, out, path):
+        """Run directly, a tutorial leaves its figure as a file."""
+        self.assertIn(f"wrote {path}", out)
+        self.assertGreater(os.path.getsize(path), 10_000)
+
     def test_custom_transformer_tutorial_runs(self):
         out = self.run_tutorial(
             "custom_transformer.py", "--examples", "256", "--epochs", "2"
@@ -55,8 +60,7 @@ class ExamplesTest(TestCase):
             path = os.path.join(
                 figures, f"attribution_vs_attention_{figure}.png"
             )
-            self.assertIn(f"wrote {path}", out)
-            self.assertGreater(os.path.getsize(path), 10_000)
+            self.assert_figure_written(out, path)
         self.assertIn("29 tokens: [CLS] mcc ##abe said", out)
         # The [CLS] pooler reads one row of the last layer: 1 of 29 rows.
         self.assertIn("layer 0: 1.00 of the query rows", out)
@@ -94,9 +98,9 @@ class ExamplesTest(TestCase):
             "32", "--epochs", "1", "--max-length", "32", "--figures",
             figures, real_data=True,
         )  # fmt: skip
-        path = os.path.join(figures, "prior_experiment_losses.png")
-        self.assertIn(f"wrote {path}", out)
-        self.assertGreater(os.path.getsize(path), 10_000)
+        self.assert_figure_written(
+            out, os.path.join(figures, "prior_experiment_losses.png")
+        )
         self.assertRegex(out, r"plain: train loss .* drop fraction 0\.000")
         self.assertRegex(
             out, r"high: train loss .* drop fraction 0\.(0[5-9]|1[0-2])"

