@@ -1,6 +1,7 @@
 """The `keras-addrop` command line: finetune, sweep, summarize, predict."""
 
 import argparse
+import os
 import sys
 
 COMMANDS = ("finetune", "sweep", "summarize", "predict")
@@ -352,6 +353,10 @@ def main(argv=None):
         if args.command == "finetune":
             result = runs.finetune(args)
             print(runs.describe(result))
+            output = runs.worker_output(args.output)
+            print(
+                f"results in {output}: " + ", ".join(sorted(os.listdir(output)))
+            )
         elif args.command == "sweep":
             runs.sweep(args)
         else:

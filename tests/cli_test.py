@@ -150,6 +150,11 @@ class CommandLineTest(_Fixtures):
         )  # fmt: skip
         self.assertEqual(code, 0)
         self.assertIn("RTE addrop-gradient", out)
+        self.assertIn(
+            f"results in {output}: epochs.jsonl, logs, losses.png, "
+            "model.keras, results.json",
+            out,
+        )
         with open(os.path.join(output, "results.json")) as f:
             result = json.load(f)
         self.assertEqual(result["config"]["candidate_ratio"], 0.5)
