@@ -177,8 +177,5 @@ losses plot, TensorBoard logs, the model):
 """
 
 """shell
-keras-addrop finetune --train-file reviews_train.csv \\
-    --validation-file reviews_dev.csv --text-columns review \\
-    --label-column sentiment --pooling mean --max-length 64 \\
-    --learning-rate 5e-5 --epochs 3 --output runs/reviews
+keras-addrop finetune --train-file reviews_train.csv --validation-file reviews_dev.csv --text-columns review --label-column sentiment --pooling mean --max-length 64 --learning-rate 5e-5 --epochs 3 --output runs/reviews
 """
