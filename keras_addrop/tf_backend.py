@@ -118,6 +118,10 @@ def merges_repeated_rows(optimizer):
     return getattr(inner, _MERGES_REPEATED_ROWS, False)
 
 
+def is_dataset(x):
+    return isinstance(x, tf.data.Dataset)
+
+
 def num_replicas_in_sync():
     return tf.distribute.get_strategy().num_replicas_in_sync
 

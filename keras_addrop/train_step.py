@@ -200,6 +200,15 @@ class ADDropTrainStep:
             if data_batch is not None:
                 self._symbolic_build(data_batch=data_batch)
 
+    def fit(self, *args, **kwargs):
+        x = args[0] if args else kwargs.get("x")
+        if "shuffle" not in kwargs and tf_backend.is_dataset(x):
+            # Keras 3.15 warns on every `fit` of a dataset that its default
+            # `shuffle=True` is ignored; a dataset is shuffled by its own
+            # pipeline either way.
+            kwargs["shuffle"] = False
+        return super().fit(*args, **kwargs)
+
     def make_train_function(self, force=False):
         tf_backend.check_distribution_limits(self)
         if self.merge_repeated_rows and self.optimizer is not None:

@@ -1,4 +1,5 @@
 import os
+import warnings
 
 import keras
 import keras_hub
@@ -281,6 +282,18 @@ class ADDropBertTextClassifierTest(TestCase):
         self.assertEqual(restored.seed, 3)
         compile_for_test(restored)
         restored.fit(self.x, self.y, batch_size=8, verbose=0)
+
+    def test_fit_on_a_dataset_does_not_warn_about_shuffle(self):
+        import tensorflow as tf
+
+        model, _ = twin_models()
+        compile_for_test(model)
+        dataset = tf.data.Dataset.from_tensor_slices((self.x, self.y))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.fit(dataset.batch(8), verbose=0)
+        messages = [str(w.message) for w in caught]
+        self.assertFalse([m for m in messages if "shuffle" in m], messages)
 
     def test_reloaded_classifier_resumes_with_its_optimizer(self):
         model, _ = twin_models(addrop_layers="all", drop_rate=0.0)
