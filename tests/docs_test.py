@@ -33,8 +33,9 @@ class DocsTest(TestCase):
         )
         self.assertTrue(os.path.isfile(figure))
         # Benchmark figures come from benchmarks/results through the
-        # docs/results link; the runs' other files stay out of the site.
-        results = os.path.join(site, "results", "glue")
+        # docs/benchmarks/results link; the runs' other files stay out of
+        # the site.
+        results = os.path.join(site, "benchmarks", "results", "glue")
         self.assertTrue(os.path.isfile(os.path.join(results, "curves.png")))
         self.assertFalse(os.path.exists(os.path.join(results, "runs.jsonl")))
 
