@@ -208,8 +208,8 @@ dropping low-attribution positions tracks plain fine-tuning.
 The small default does not get there. In the run rendered in the
 documentation (256 examples, 3 epochs), all three models still predict the
 majority class on dev (accuracy 0.684 throughout): the high-attribution run
-has the highest training loss in epochs 1 and 2 only, and the dev losses
-differ by less than 0.015. The effect needs a model that starts to overfit,
+has the highest training loss in every epoch, and the dev losses differ by
+less than 0.02. The effect needs a model that starts to overfit,
 which takes more data and epochs: `--full` (1,000 examples, 6 epochs,
 length 128: 8 times the small run's training steps, each about twice as
 long).
