@@ -433,8 +433,21 @@ def summary_stage(args):
             "",
             reports.summarize(comparison, curves_path=curves),
             "",
-            "Dev curves per epoch: `curves.png`.",
+            "Dev curves per epoch: `curves.png`, and one figure per task "
+            "and training size (`curves-TASK-SIZE.png`).",
         ]
+        # All comparisons in one figure are too small to read at page
+        # width: one figure per task and training size as well.
+        by_size = {}
+        for path in comparison:
+            size = os.path.basename(os.path.dirname(path))
+            by_size.setdefault(size, []).append(path)
+        for size, paths in sorted(by_size.items()):
+            reports.curves(
+                reports.load_results(paths),
+                os.path.join(ROOT, f"curves-{size}.png"),
+                columns=2,
+            )
         unselected = [
             r["path"]
             for r in reports.load_results(comparison)

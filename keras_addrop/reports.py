@@ -457,6 +457,7 @@ def curves(results, path, columns=4):
                 )
         for axis in (top, bottom):
             axis.set_visible(True)
+            axis.xaxis.get_major_locator().set_params(integer=True)
             for epoch in comparison["addrop_epochs"]:
                 axis.axvspan(epoch - 0.5, epoch + 0.5, color="0.9", lw=0)
             axis.grid(alpha=0.3)
