@@ -379,8 +379,9 @@ def recipe_table(results):
     from keras_addrop import reports
 
     lines = [
-        "| task | train examples | head | learning rate | metric | dev per "
-        "epoch | best (epoch) | majority | minutes |",
+        # The per-epoch list last: it is the wide column.
+        "| task | train examples | head | learning rate | metric | best "
+        "(epoch) | majority | minutes | dev per epoch |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(
@@ -394,10 +395,9 @@ def recipe_table(results):
         lines.append(
             f"| {r['task']} | {r['train_examples']} | "
             f"{r['config'].get('pooling', 'cls')} | "
-            f"{r['config']['learning_rate']:g} | {main} | {curve} | "
+            f"{r['config']['learning_rate']:g} | {main} | "
             f"{100 * r['best'][main]:.1f} ({r['best_epoch']}) | "
-            f"{majority} | "
-            f"{minutes(r):.0f} |"
+            f"{majority} | {minutes(r):.0f} | {curve} |"
         )
     return lines
 
