@@ -1,6 +1,7 @@
 """The two-pass AD-DROP training step, shared by every AD-DROP model."""
 
 import numbers
+import warnings
 
 import keras
 from keras import ops
@@ -21,6 +22,11 @@ from keras_addrop.optimizers import merge_repeated_rows
 DROP_REGIONS = ("high", "low")
 
 DROP_FRACTION = "addrop_drop_fraction"
+
+_UNUSED_POOLER = (
+    r"Gradients do not exist for variables "
+    r"\['pooled_dense/kernel', 'pooled_dense/bias'\]"
+)
 
 
 def resolve_layer_indices(addrop_layers, num_layers):
@@ -347,9 +353,14 @@ class ADDropTrainStep:
             loss * tf_backend.num_replicas_in_sync(), sample_weight=batch_size
         )
         if self.trainable_weights:
-            self.optimizer.apply_gradients(
-                zip(all_gradients, self.trainable_weights)
-            )
+            with warnings.catch_warnings():
+                # A head on the sequence output (`mean_pooling_classifier`)
+                # leaves a keras-hub backbone's [CLS] pooler unused by
+                # design; Keras would warn about it at every trace.
+                warnings.filterwarnings("ignore", message=_UNUSED_POOLER)
+                self.optimizer.apply_gradients(
+                    zip(all_gradients, self.trainable_weights)
+                )
         self._addrop_drop_fraction.update_state(
             dropped / ops.maximum(real_pairs, 1.0),
             sample_weight=real_pairs,

@@ -22,9 +22,9 @@ def mean_pooling_classifier(
     classifiers. It takes preprocessed inputs (the backbone's dict of
     `token_ids`, `padding_mask`, ...); preprocess with the preset's
     preprocessor, e.g. `keras_hub.models.BertTextClassifierPreprocessor`.
-    The backbone's `[CLS]` pooler (BERT) is unused: Keras warns once, when it
-    traces the train step, that its variables get no gradients. It stays
-    trainable so that saved optimizer states always match.
+    The backbone's `[CLS]` pooler (BERT) is unused and gets no gradients
+    (the train step keeps Keras from warning about it). It stays trainable
+    so that saved optimizer states always match.
 
     Args:
         backbone: a keras-hub encoder backbone with a `padding_mask` input
