@@ -234,7 +234,7 @@ class CommandLineTest(_Fixtures):
         )  # fmt: skip
         self.assertEqual(code, 0)
         self.assertIn("| RTE | 24 | cls | lr 0.001, 1 ep | plain |", out)
-        self.assertIn("addrop-gradient (p=0.6, q=0.5, layers all)", out)
+        self.assertIn("addrop-gradient (p=0.6, q=0.5, layers 0)", out)
         self.assertIn("gain over plain", out)
         self.assertTrue(os.path.getsize(heatmap) > 1000)
         self.assertTrue(os.path.getsize(curves) > 1000)
