@@ -33,3 +33,22 @@ class PlotLossesTest(TestCase):
         visible = ticks[(ticks >= 1) & (ticks <= 2)]
         self.assertNotEmpty(visible)
         self.assertAllEqual(visible, np.round(visible))
+
+
+class PresetErrorsTest(TestCase):
+    def test_a_preset_that_cannot_be_downloaded_is_one_clear_line(self):
+        def offline(preset, **kwargs):
+            # What requests raises for a hub without a network (an OSError).
+            raise ConnectionError("Max retries exceeded\nlong traceback text")
+
+        with self.assertRaises(runs.RunError) as raised:
+            runs.from_preset(offline, "bert_base_en_uncased", num_classes=2)
+        message = str(raised.exception)
+        self.assertNotIn("\n", message)
+        self.assertIn(
+            "could not download the preset 'bert_base_en_uncased' "
+            "(ConnectionError: Max retries exceeded)",
+            message,
+        )
+        self.assertIn("pass a local keras-hub or Hugging Face folder", message)
+        self.assertTrue(message.endswith("--preset=bert_base_en_uncased"))
