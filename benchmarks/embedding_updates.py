@@ -41,6 +41,11 @@ TOKEN_ROWS = {"[CLS]": 101, "[SEP]": 102}
 FREQUENT = 20
 
 
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
 def folder_of(variant, seed):
     return os.path.join(ROOT, f"mrpc-{LOW_RESOURCE}", variant, f"seed{seed}")
 
@@ -76,8 +81,7 @@ def run(variant, seed, threads):
         subprocess.check_call(
             [sys.executable, os.path.abspath(__file__), "--distances", folder]
         )
-    with open(distances_path) as f:
-        return json.load(f)
+    return read_json(distances_path)
 
 
 def token_counts(preset, vocabulary_size):
@@ -154,7 +158,7 @@ def summary(seeds):
             ]
             if not all(os.path.isfile(path) for path in paths):
                 continue
-            result, distances = (json.load(open(path)) for path in paths)
+            result, distances = (read_json(path) for path in paths)
             rows.setdefault(variant, []).append(
                 {
                     "seed": seed,

@@ -68,18 +68,24 @@ def classifier_class(preset):
 
 
 def from_preset(load, preset, **kwargs):
-    """`load(preset, **kwargs)`, with a download failure told in one line."""
+    """`load(preset, **kwargs)`, with a download or read failure told in
+    one line."""
     try:
         return load(preset, **kwargs)
     except OSError as error:  # requests' and kagglehub's errors among them.
         reason = str(error).splitlines()[0][:200] if str(error) else ""
-        raise RunError(
-            f"could not download the preset {preset!r} "
-            f"({type(error).__name__}: {reason}). Without a network, pass a "
-            "local keras-hub or Hugging Face folder with --preset (without "
-            "--preset: the installed MiniLM-L6 package's folder). Received: "
-            f"--preset={preset}"
-        ) from None
+        cause = f"({type(error).__name__}: {reason})"
+        if os.path.exists(str(preset)):
+            # A local folder: a file in it is missing or unreadable.
+            message = f"could not read the preset folder {cause}"
+        else:
+            message = (
+                f"could not download the preset {preset!r} {cause}. Without "
+                "a network, pass a local keras-hub or Hugging Face folder "
+                "with --preset (without --preset: the installed MiniLM-L6 "
+                "package's folder)"
+            )
+        raise RunError(f"{message}. Received: --preset={preset}") from None
 
 
 def preprocessor_for(cls, preset, max_length):

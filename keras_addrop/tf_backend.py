@@ -88,12 +88,13 @@ _MERGES_REPEATED_ROWS = "_keras_addrop_merges_repeated_rows"
 def merge_repeated_rows(optimizer):
     """Makes `optimizer` sum repeated rows of its sparse gradients.
 
-    Rows are summed twice: where the optimizer receives the gradients, so
-    that gradient clipping sees the dense gradient's norm, and where it
-    updates each variable, since `tf.distribute` all-reduces a
-    `tf.IndexedSlices` by concatenating the replicas' slices, which repeats
-    a token that more than one replica looked up. A `LossScaleOptimizer`'s
-    inner optimizer is the one changed. Applying it twice changes nothing.
+    Rows are summed where the optimizer receives the gradients, so that
+    gradient clipping sees the dense gradient's norm, and, with more than
+    one replica, again where it updates each variable: `tf.distribute`
+    all-reduces a `tf.IndexedSlices` by concatenating the replicas' slices,
+    which repeats a token that more than one replica looked up. A
+    `LossScaleOptimizer`'s inner optimizer is the one changed. Applying it
+    twice changes nothing.
     """
     inner = getattr(optimizer, "inner_optimizer", optimizer)
     if getattr(inner, _MERGES_REPEATED_ROWS, False):
@@ -105,7 +106,10 @@ def merge_repeated_rows(optimizer):
         return apply(grads, trainable_variables)
 
     def merged_update_step(gradient, variable, learning_rate):
-        return update_step(sum_repeated_rows(gradient), variable, learning_rate)
+        # Read while tracing: one device needs no second merge.
+        if num_replicas_in_sync() > 1:
+            gradient = sum_repeated_rows(gradient)
+        return update_step(gradient, variable, learning_rate)
 
     inner.apply = merged_apply
     inner.update_step = merged_update_step

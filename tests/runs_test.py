@@ -52,3 +52,16 @@ class PresetErrorsTest(TestCase):
         )
         self.assertIn("pass a local keras-hub or Hugging Face folder", message)
         self.assertTrue(message.endswith("--preset=bert_base_en_uncased"))
+
+    def test_an_unreadable_local_preset_is_not_called_a_download(self):
+        folder = self.get_temp_dir()
+
+        def broken(preset, **kwargs):
+            raise OSError("Unable to open file (truncated file)")
+
+        with self.assertRaisesRegex(
+            runs.RunError,
+            r"^could not read the preset folder \(OSError: Unable to open "
+            rf"file \(truncated file\)\)\. Received: --preset={folder}$",
+        ):
+            runs.from_preset(broken, folder)
