@@ -56,7 +56,7 @@ def run(variant, seed, threads):
     if not os.path.isfile(os.path.join(folder, "results.json")):
         recipe = load_recipes()["mrpc"]
         command = [
-            sys.executable, "-m", "keras_addrop.cli", "finetune",
+            sys.executable, "-m", "keras_addrop_cli", "finetune",
             "--glue-dir", GLUE_DIR, "--max-length", "128",
             "--batch-size", "32", "--verbose", "2", "--output", folder,
             *recipe_flags("mrpc", recipe, seed, LOW_RESOURCE),

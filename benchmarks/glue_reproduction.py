@@ -80,7 +80,7 @@ def run(folder, flags, log_root, threads=None):
     name = os.path.relpath(folder, ROOT).replace(os.sep, "_")
     log = os.path.join(log_root, name + ".log")
     command = [
-        sys.executable, "-m", "keras_addrop.cli", "finetune",
+        sys.executable, "-m", "keras_addrop_cli", "finetune",
         "--glue-dir", GLUE_DIR, "--max-length", "128", "--batch-size", "32",
         "--no-save-model", "--verbose", "2", "--output", folder, *flags,
     ]  # fmt: skip

@@ -2,20 +2,24 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from unittest import mock
 
 import keras_hub
 import numpy as np
 
+import keras_addrop_cli
+from keras_addrop import glue
 from keras_addrop import runs
-from keras_addrop.cli import build_parser
-from keras_addrop.cli import main
+from keras_addrop_cli import build_parser
+from keras_addrop_cli import main
 from tests.test_case import TestCase
 from tests.test_case import tiny_backbone
 
@@ -48,7 +52,10 @@ def write_rte(folder, rng):
 def run(*argv):
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(argv))
+        try:
+            code = main(list(argv))
+        except SystemExit as error:  # argparse's errors
+            code = error.code
     return code, out.getvalue(), err.getvalue()
 
 
@@ -254,7 +261,7 @@ class CommandLineTest(_Fixtures):
             "--glue-dir", "/nonexistent", "--output", output,
         )  # fmt: skip
         self.assertEqual(code, 2)
-        self.assertIn("glue_dir='/nonexistent'", err)
+        self.assertIn("argument --glue-dir: no such folder: /nonexistent", err)
         empty = self.get_temp_dir()
         for preset, message in (
             ("/nonexistent", "no such folder. Received: --preset=/nonexistent"),
@@ -274,19 +281,19 @@ class CommandLineTest(_Fixtures):
         self.assertEqual(code, 2)
         # Bad flags: argparse's own message and exit code 2.
         result = subprocess.run(
-            [sys.executable, "-m", "keras_addrop.cli", "finetune", "--task",
+            [sys.executable, "-m", "keras_addrop_cli", "finetune", "--task",
              "rte", "--candidate-ratio", "1.5", "--output", "x"],
             capture_output=True,
             text=True,
         )  # fmt: skip
         self.assertEqual(result.returncode, 2)
-        self.assertIn(
+        # Nothing else: no usage block, and no TensorFlow log lines.
+        self.assertEqual(
+            result.stderr,
             "keras-addrop finetune: error: argument --candidate-ratio: "
             "expected a float in [0, 1], got 1.5\n"
             "(`keras-addrop finetune --help` lists the options)\n",
-            result.stderr,
         )
-        self.assertNotIn("usage:", result.stderr)
 
     def test_help_gives_every_flag_a_line_and_its_default(self):
         parser = build_parser()
@@ -338,6 +345,111 @@ class CommandLineTest(_Fixtures):
         self.assertFalse(os.path.exists(os.path.join(output, runs.FAILED_FILE)))
 
 
+# Drops absl's prefix (severity, date, time, thread) from a C++ log line.
+ABSL_PREFIX = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+ ")
+
+
+def log_lines(text):
+    return [ABSL_PREFIX.sub("", line) for line in text.splitlines()]
+
+
+class QuietStartTest(TestCase):
+    def test_help_and_argument_errors_answer_without_importing_tensorflow(self):
+        code = textwrap.dedent(
+            """
+            import sys
+            import keras_addrop_cli
+            for argv in (
+                ["--help"],
+                ["finetune", "--help"],
+                ["finetune", "--epochs", "0", "--output", "x"],
+                ["finetune", "--glue-dir", "/nonexistent", "--output", "x"],
+                ["predict", "--task", "rte", "--model", "/no.keras",
+                 "--output", "x"],
+                ["summarize", "/nonexistent"],
+            ):
+                try:
+                    keras_addrop_cli.main(argv)
+                except SystemExit as error:
+                    print("exit", error.code, file=sys.stderr)
+            print(sorted({"tensorflow", "keras", "keras_addrop"}
+                         & set(sys.modules)))
+            """
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True
+        )
+        self.assertEqual(result.stdout.splitlines()[-1], "[]")
+        self.assertEqual(
+            [line for line in result.stderr.splitlines() if "exit" in line],
+            ["exit 0", "exit 0", "exit 2", "exit 2", "exit 2", "exit 2"],
+        )
+        for message in (
+            "argument --epochs: expected a positive integer, got 0",
+            "argument --glue-dir: no such folder: /nonexistent",
+            "argument --model: no such file: /no.keras",
+            "argument folders: no such folder: /nonexistent",
+        ):
+            self.assertIn(message, result.stderr)
+
+    def test_commands_hide_tensorflow_start_up_logs_unless_asked(self):
+        # What TensorFlow itself writes while it starts on this machine.
+        started = subprocess.run(
+            [sys.executable, "-c",
+             "import tensorflow as tf; tf.config.list_physical_devices()"],
+            capture_output=True,
+            text=True,
+        )  # fmt: skip
+        # The task is checked after the package is imported: TensorFlow has
+        # started by the time the error is printed.
+        argv = ["finetune", "--task", "glue", "--output", "x"]
+        error = "keras-addrop: error: Unknown GLUE task"
+        quiet = subprocess.run(
+            [sys.executable, "-m", "keras_addrop_cli", *argv],
+            capture_output=True,
+            text=True,
+        )
+        self.assertEqual(quiet.returncode, 2)
+        self.assertEqual(len(quiet.stderr.splitlines()), 1, quiet.stderr)
+        self.assertTrue(quiet.stderr.startswith(error), quiet.stderr)
+        if not started.stderr:
+            self.skipTest("TensorFlow writes no start-up logs here.")
+        loud = subprocess.run(
+            [sys.executable, "-m", "keras_addrop_cli", *argv, "--backend-logs"],
+            capture_output=True,
+            text=True,
+        )
+        self.assertEqual(loud.returncode, 2)
+        for line in log_lines(started.stderr):
+            self.assertIn(line, log_lines(loud.stderr))
+
+    def test_hidden_standard_error_is_shown_when_the_block_fails(self):
+        code = textwrap.dedent(
+            """
+            import os
+            import keras_addrop_cli
+            with keras_addrop_cli._hidden_standard_error():
+                os.write(2, b"hidden\\n")
+            os.write(2, b"after\\n")
+            with keras_addrop_cli._hidden_standard_error():
+                os.write(2, b"the reason it failed\\n")
+                raise ImportError("no module")
+            """
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True
+        )
+        self.assertNotIn("hidden", result.stderr)
+        self.assertTrue(
+            result.stderr.startswith("after\nthe reason it failed\n"),
+            result.stderr,
+        )
+        self.assertIn("ImportError: no module", result.stderr)
+
+    def test_glue_task_names_are_the_task_table(self):
+        self.assertEqual(keras_addrop_cli.GLUE_TASKS, tuple(sorted(glue.TASKS)))
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -345,7 +457,7 @@ def free_port():
 
 
 def command(*argv):
-    return [sys.executable, "-m", "keras_addrop.cli", *argv]
+    return [sys.executable, "-m", "keras_addrop_cli", *argv]
 
 
 class FaultToleranceTest(_Fixtures):

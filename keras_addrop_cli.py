@@ -1,14 +1,32 @@
-"""The `keras-addrop` command line: finetune, sweep, summarize, predict."""
+"""The `keras-addrop` command line: finetune, sweep, summarize, predict.
+
+This module sits beside the `keras_addrop` package, not in it, because
+importing the package loads Keras, keras-hub and TensorFlow: seconds, and a
+dozen lines of TensorFlow's C++ logs. Here the arguments are parsed with the
+standard library alone, so `--help` and argument errors answer at once, and
+the package is imported only for a command that runs, with TensorFlow's
+start-up logs hidden unless `--backend-logs` asks for them.
+"""
 
 import argparse
+import contextlib
 import os
 import sys
+import tempfile
 
-COMMANDS = ("finetune", "sweep", "summarize", "predict")
-
-
-class CommandError(Exception):
-    """A user error: printed as `keras-addrop: error: ...`, exit code 2."""
+# `keras_addrop.glue.TASKS`, which cannot be imported before the arguments are
+# parsed; a test keeps the two equal.
+GLUE_TASKS = (
+    "cola",
+    "mnli",
+    "mrpc",
+    "qnli",
+    "qqp",
+    "rte",
+    "sst2",
+    "stsb",
+    "wnli",
+)
 
 
 def _layers(value):
@@ -23,8 +41,11 @@ def _layers(value):
 
 
 def _ratio(value):
-    number = float(value)
-    if not 0.0 <= number <= 1.0:
+    try:
+        number = float(value)
+    except ValueError:
+        number = None
+    if number is None or not 0.0 <= number <= 1.0:
         raise argparse.ArgumentTypeError(
             f"expected a float in [0, 1], got {value}"
         )
@@ -32,7 +53,10 @@ def _ratio(value):
 
 
 def _positive(value):
-    number = int(value)
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
     if number < 1:
         raise argparse.ArgumentTypeError(
             f"expected a positive integer, got {value}"
@@ -40,23 +64,44 @@ def _positive(value):
     return number
 
 
-def _add_training_arguments(parser):
-    from keras_addrop.glue.tasks import TASKS
+def _folder(value):
+    if not os.path.isdir(value):
+        raise argparse.ArgumentTypeError(f"no such folder: {value}")
+    return value
 
+
+def _file(value):
+    if not os.path.isfile(value):
+        raise argparse.ArgumentTypeError(f"no such file: {value}")
+    return value
+
+
+def _add_backend_logs_argument(parser):
+    parser.add_argument(
+        "--backend-logs",
+        action="store_true",
+        help="Show the log lines TensorFlow writes while it starts (CUDA "
+        "probing, CPU features); hidden by default.",
+    )
+
+
+def _add_training_arguments(parser):
     parser.add_argument(
         "--task",
         default=None,
-        help="GLUE task: " + ", ".join(sorted(TASKS)) + ". Or your own "
+        help="GLUE task: " + ", ".join(GLUE_TASKS) + ". Or your own "
         "data: --train-file and --validation-file.",
     )
     parser.add_argument(
         "--train-file",
+        type=_file,
         default=None,
         help="Your own training data: a CSV, TSV or JSON-lines file with "
         "named columns (instead of --task).",
     )
     parser.add_argument(
         "--validation-file",
+        type=_file,
         default=None,
         help="Your own validation data, in the training file's columns.",
     )
@@ -89,6 +134,7 @@ def _add_training_arguments(parser):
     )
     parser.add_argument(
         "--glue-dir",
+        type=_folder,
         default=None,
         help="Folder in the GLUE TSV layout. Without it, tensorflow-datasets.",
     )
@@ -307,7 +353,10 @@ def build_parser():
         "summarize", help="Mean +- std tables, dev curves and a p/q heat map."
     )
     summarize.add_argument(
-        "folders", nargs="+", help="Run or sweep folders (searched below)."
+        "folders",
+        type=_folder,
+        nargs="+",
+        help="Run or sweep folders (searched below).",
     )
     summarize.add_argument("--output", default=None, help="Markdown file.")
     summarize.add_argument("--heatmap", default=None, help="PNG file.")
@@ -319,10 +368,15 @@ def build_parser():
         "predict", help="GLUE test predictions in the leaderboard format."
     )
     predict.add_argument("--task", required=True, help="GLUE task.")
-    predict.add_argument("--model", required=True, help="A .keras file.")
+    predict.add_argument(
+        "--model", type=_file, required=True, help="A .keras file."
+    )
     predict.add_argument("--preset", default=None, help="For the tokenizer.")
     predict.add_argument(
-        "--glue-dir", default=None, help="Folder in the GLUE TSV layout."
+        "--glue-dir",
+        type=_folder,
+        default=None,
+        help="Folder in the GLUE TSV layout.",
     )
     predict.add_argument("--data-dir", default=None, help="tfds data folder.")
     predict.add_argument("--split", default="test", help="Split to predict.")
@@ -333,24 +387,69 @@ def build_parser():
         "--batch-size", type=_positive, default=64, help="Examples a batch."
     )
     predict.add_argument("--output", required=True, help="TSV file.")
+    for subparser in (finetune, sweep, summarize, predict):
+        _add_backend_logs_argument(subparser)
     return parser
 
 
+@contextlib.contextmanager
+def _hidden_standard_error():
+    """Sends file descriptor 2 to a file for the block, where TensorFlow's C++
+    logging writes (below Python's `sys.stderr`, so only a descriptor swap
+    hides it). When the block fails, what it wrote is shown after all."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # No standard error at all: nothing to hide.
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            captured.seek(0)
+            os.write(2, captured.read())
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _start(backend_logs):
+    """Imports the package and lets TensorFlow find its devices, the two
+    moments it logs at, hidden unless `backend_logs`."""
+    hidden = (
+        contextlib.nullcontext() if backend_logs else _hidden_standard_error()
+    )
+    with hidden:
+        import tensorflow as tf
+
+        import keras_addrop  # noqa: F401 (registers the serializable classes)
+
+        # keras-hub preprocesses with TensorFlow on every backend; TensorFlow
+        # probes for CUDA when it first lists its devices.
+        tf.config.list_physical_devices()
+
+
 def main(argv=None):
+    """Runs one command; returns the exit code (2 for a user's error)."""
     args = build_parser().parse_args(argv)
+    _start(args.backend_logs)
+    from keras_addrop import reports
+    from keras_addrop import runs
+
     try:
         if args.command == "summarize":
-            from keras_addrop import reports
-
             print(
                 reports.summarize(
                     args.folders, args.output, args.heatmap, args.curves
                 )
             )
-            return 0
-        from keras_addrop import runs
-
-        if args.command == "finetune":
+        elif args.command == "finetune":
             result = runs.finetune(args)
             print(runs.describe(result))
             output = runs.worker_output(args.output)
@@ -361,7 +460,7 @@ def main(argv=None):
             runs.sweep(args)
         else:
             runs.predict(args)
-    except (CommandError, ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError) as error:
         print(f"keras-addrop: error: {error}", file=sys.stderr)
         return 2
     return 0
