@@ -26,6 +26,12 @@ class WheelTest(TestCase):
         names = zipfile.ZipFile(wheel).namelist()
         self.assertIn("keras_addrop/optimizers.py", names)
         self.assertIn("keras_addrop/glue/loading.py", names)
+        self.assertIn("keras_addrop_cli.py", names)
+        (entry_points,) = [n for n in names if n.endswith("entry_points.txt")]
+        self.assertIn(
+            "keras-addrop = keras_addrop_cli:entry_point",
+            zipfile.ZipFile(wheel).read(entry_points).decode(),
+        )
         self.assertFalse([n for n in names if n.startswith("tests/")])
 
         # Dependencies come from this environment; the package from the
@@ -58,3 +64,13 @@ class WheelTest(TestCase):
         self.assertTrue(path.startswith(target), msg=path)
         self.assertEqual(version, "0.1.0")
         self.assertEqual(name, "merge_repeated_rows")
+        help = subprocess.run(
+            [sys.executable, "-m", "keras_addrop_cli", "finetune", "--help"],
+            cwd=target,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        self.assertEqual(help.returncode, 0, msg=help.stderr[-3000:])
+        self.assertIn("--candidate-ratio", help.stdout)
