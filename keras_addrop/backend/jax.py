@@ -10,6 +10,11 @@ import jax
 import keras
 from keras.src.distribution import distribution_lib
 
+from keras_addrop.backend.common import PythonSwitch
+from keras_addrop.backend.common import after  # noqa: F401
+from keras_addrop.backend.common import merge_repeated_rows  # noqa: F401
+from keras_addrop.backend.common import merges_repeated_rows  # noqa: F401
+
 
 def gradients_of_captured(forward, layers):
     """Gradients of a scalar w.r.t. tensors captured inside `layers`.
@@ -70,21 +75,6 @@ def gradients_of_captured(forward, layers):
     return gradients, aux
 
 
-def after(dependency, structure):
-    # XLA orders the integrated-gradient passes itself.
-    return structure
-
-
-def merge_repeated_rows(optimizer):
-    # JAX's gradient of an embedding lookup is dense: Keras' update of it is
-    # already the dense one.
-    return optimizer
-
-
-def merges_repeated_rows(optimizer):
-    return True
-
-
 def global_random_state():
     # Every draw comes from a seed generator's state.
     return None
@@ -94,7 +84,7 @@ def set_global_random_state(state):
     pass
 
 
-class TrainStep:
+class TrainStep(PythonSwitch):
     """The JAX half of `keras_addrop.ADDropTrainStep`.
 
     Keras' functional JAX step (state in, state out), with the attribution
@@ -105,24 +95,6 @@ class TrainStep:
     phase compiles once) and without a switch among the model's weights, so
     `.weights.h5` files stay those of the stock keras-hub model.
     """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._addrop_on = True
-
-    @property
-    def addrop_enabled(self):
-        """Whether `fit` applies AD-DROP (read at every step: no recompile).
-
-        `True` by default: AD-DROP on every epoch, the paper's "w/o
-        cross-tuning". `keras_addrop.callbacks.CrossTuning` flips it per
-        epoch. Evaluation and prediction never apply AD-DROP.
-        """
-        return self._addrop_on
-
-    @addrop_enabled.setter
-    def addrop_enabled(self, value):
-        self._addrop_on = bool(value)
 
     def make_train_function(self, force=False):
         if self.train_function is not None and not force:

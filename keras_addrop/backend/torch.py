@@ -8,6 +8,11 @@ import contextlib
 import keras
 import torch
 
+from keras_addrop.backend.common import PythonSwitch
+from keras_addrop.backend.common import after  # noqa: F401
+from keras_addrop.backend.common import merge_repeated_rows  # noqa: F401
+from keras_addrop.backend.common import merges_repeated_rows  # noqa: F401
+
 
 def gradients_of_captured(forward, layers):
     """Gradients of a scalar w.r.t. tensors captured inside `layers`.
@@ -55,21 +60,6 @@ def gradients_of_captured(forward, layers):
     ], aux
 
 
-def after(dependency, structure):
-    # Eager execution runs the integrated-gradient passes one by one.
-    return structure
-
-
-def merge_repeated_rows(optimizer):
-    # PyTorch's gradient of an embedding lookup is dense here: Keras'
-    # update of it is already the dense one.
-    return optimizer
-
-
-def merges_repeated_rows(optimizer):
-    return True
-
-
 def global_random_state():
     """PyTorch's global generator, as a list of bytes.
 
@@ -83,30 +73,12 @@ def set_global_random_state(state):
     torch.set_rng_state(torch.tensor(state, dtype=torch.uint8))
 
 
-class TrainStep:
+class TrainStep(PythonSwitch):
     """The PyTorch half of `keras_addrop.ADDropTrainStep`.
 
     Keras' eager PyTorch step, with the attribution pass and the masks
     before it; `addrop_enabled` is read at every step.
     """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._addrop_on = True
-
-    @property
-    def addrop_enabled(self):
-        """Whether `fit` applies AD-DROP (read at every step).
-
-        `True` by default: AD-DROP on every epoch, the paper's "w/o
-        cross-tuning". `keras_addrop.callbacks.CrossTuning` flips it per
-        epoch. Evaluation and prediction never apply AD-DROP.
-        """
-        return self._addrop_on
-
-    @addrop_enabled.setter
-    def addrop_enabled(self, value):
-        self._addrop_on = bool(value)
 
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
