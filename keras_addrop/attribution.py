@@ -5,7 +5,7 @@ import numbers
 import keras
 from keras import ops
 
-from keras_addrop import tf_backend
+from keras_addrop import backend
 from keras_addrop.layers.addrop_attention import ADDropAttention
 from keras_addrop.layers.addrop_attention import addrop_scope
 
@@ -213,7 +213,7 @@ def compute_attribution(
     if method in ("attention", "random"):
         weights = _attention_weights(model, x, layers, training)
         if method == "attention":
-            return [ops.cast(w, "float32") for w in weights]
+            return [ops.stop_gradient(ops.cast(w, "float32")) for w in weights]
         return [keras.random.uniform(ops.shape(w), seed=seed) for w in weights]
     if method == "integrated_gradients":
         return _integrated_gradients(
@@ -221,13 +221,13 @@ def compute_attribution(
         )
     scale = _target_scale(model)
 
-    def forward(capture):
+    def forward(capture, shapes_only=False):
         with addrop_scope(capture=capture):
-            y_pred = model(x, training=training)
+            y_pred = model(x, training=training and not shapes_only)
         target = attribution_target(y_pred, y, labels)
         return ops.multiply(target, scale), y_pred
 
-    gradients, _ = tf_backend.gradients_of_captured(forward, layers)
+    gradients, _ = backend.gradients_of_captured(forward, layers)
     return [ops.cast(g, "float32") / scale for g in gradients]
 
 
@@ -278,13 +278,19 @@ def _integrated_gradients(model, x, y, layers, labels, steps, per_pass):
             # One pass at a time: concurrent passes multiply peak memory.
             stacked = keras.tree.map_structure(
                 lambda t: ops.concatenate([t] * copies, axis=0),
-                tf_backend.after(previous, x),
+                backend.after(previous, x),
             )
             alpha = ops.repeat(ops.convert_to_tensor(chunk), batch_size)
             alpha = ops.reshape(alpha, (-1, 1, 1, 1))
             stacked_classes = ops.concatenate([classes] * copies, axis=0)
 
-            def forward(capture, stacked=stacked, alpha=alpha, copies=copies):
+            def forward(
+                capture,
+                shapes_only=False,
+                stacked=stacked,
+                alpha=alpha,
+                copies=copies,
+            ):
                 watch = capture[layer]
                 seen = {}
 
@@ -306,7 +312,7 @@ def _integrated_gradients(model, x, y, layers, labels, steps, per_pass):
                     )
                 return ops.multiply(target, scale), seen["weights"]
 
-            (gradient,), stacked_weights = tf_backend.gradients_of_captured(
+            (gradient,), stacked_weights = backend.gradients_of_captured(
                 forward, [layer]
             )
             gradient = ops.cast(gradient, "float32")
@@ -319,5 +325,5 @@ def _integrated_gradients(model, x, y, layers, labels, steps, per_pass):
             previous = total
             if weights is None:
                 weights = ops.cast(stacked_weights[:batch_size], "float32")
-        results.append(weights * total / (steps * scale))
+        results.append(ops.stop_gradient(weights * total / (steps * scale)))
     return results

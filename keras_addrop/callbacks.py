@@ -5,6 +5,7 @@ import warnings
 
 import keras
 
+from keras_addrop import backend
 from keras_addrop.api_export import keras_addrop_export
 
 
@@ -126,10 +127,18 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         saved = self._read_random_states()
         latest = [k for k in saved if k != key][-1:]
         saved = {k: saved[k] for k in latest}
-        saved[key] = [
-            {"path": v.path, "value": keras.ops.convert_to_numpy(v).tolist()}
-            for v in self._seed_states()
-        ]
+        saved[key] = {
+            "seed_generators": [
+                {
+                    "path": v.path,
+                    "value": keras.ops.convert_to_numpy(v).tolist(),
+                }
+                for v in self._seed_states()
+            ],
+            # Draws that no seed generator's state holds (PyTorch's global
+            # generator, which Keras' unseeded dropout uses).
+            "backend": backend.global_random_state(),
+        }
         os.makedirs(self.backup_dir, exist_ok=True)
         _write_json_atomically(self._random_state_path, saved)
         if self.double_checkpoint:
@@ -158,7 +167,10 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         with open(self._training_metadata_path) as f:
             metadata = json.load(f)
         key = f"{metadata['epoch']}:{metadata.get('batch', 0)}"
-        states = self._read_random_states().get(key)
+        entry = self._read_random_states().get(key)
+        if isinstance(entry, list):  # Written before the backend's state.
+            entry = {"seed_generators": entry, "backend": None}
+        states = None if entry is None else entry["seed_generators"]
         variables = self._seed_states()
         if states is None or len(states) != len(variables):
             warnings.warn(
@@ -172,6 +184,8 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         # Matched by order, not path: paths carry per-process name suffixes.
         for variable, state in zip(variables, states):
             variable.assign(state["value"])
+        if entry["backend"] is not None:
+            backend.set_global_random_state(entry["backend"])
 
     def get_config(self):
         return {

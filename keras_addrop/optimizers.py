@@ -1,6 +1,6 @@
 """Optimizer fixes that AD-DROP models apply, for any Keras model to use."""
 
-from keras_addrop import tf_backend
+from keras_addrop import backend
 
 
 def merge_repeated_rows(optimizer):
@@ -52,4 +52,4 @@ def merge_repeated_rows(optimizer):
     classifier.compile(optimizer=optimizer)
     ```
     """
-    return tf_backend.merge_repeated_rows(optimizer)
+    return backend.merge_repeated_rows(optimizer)

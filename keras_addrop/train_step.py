@@ -1,12 +1,14 @@
 """The two-pass AD-DROP training step, shared by every AD-DROP model."""
 
+import contextlib
 import numbers
 import warnings
 
 import keras
 from keras import ops
+from keras.src.trainers.data_adapters import is_tf_dataset
 
-from keras_addrop import tf_backend
+from keras_addrop import backend
 from keras_addrop.attribution import LABELS
 from keras_addrop.attribution import METHODS
 from keras_addrop.attribution import compute_attribution
@@ -62,7 +64,7 @@ def resolve_layer_indices(addrop_layers, num_layers):
     return tuple(sorted(int(i) for i in indices))
 
 
-class ADDropTrainStep:
+class ADDropTrainStep(backend.TrainStep):
     """Mixin adding AD-DROP's two-pass `train_step` to a Keras model.
 
     A model class lists it before its Keras base class and implements
@@ -83,8 +85,13 @@ class ADDropTrainStep:
        losses, loss tracker, loss scaling, gradients, `optimizer.apply`,
        compiled metrics.
     When AD-DROP is off (a plain cross-tuning epoch) the step is Keras'
-    stock `train_step`. The switch is a variable read by the traced graph,
-    so flipping it never retraces.
+    stock `train_step`. Flipping `addrop_enabled` never retraces: on
+    TensorFlow the switch is a variable read by the traced graph; on JAX
+    each phase has its own compiled step, chosen at every call; PyTorch
+    runs eagerly and reads it at every step.
+
+    The step runs on the TensorFlow, JAX and PyTorch backends
+    (`keras_addrop.backend`), with the same masks on each.
 
     With `merge_repeated_rows=True` (the default) `fit` first applies
     `keras_addrop.optimizers.merge_repeated_rows` to the model's optimizer,
@@ -145,8 +152,10 @@ class ADDropTrainStep:
             )
         self.merge_repeated_rows = merge_repeated_rows
         self._addrop_seed_generator = keras.random.SeedGenerator(seed)
-        self._addrop_switch = tf_backend.make_switch(True)
         self._addrop_drop_fraction = keras.metrics.Mean(name=DROP_FRACTION)
+        # One step's drops, for `compute_metrics` (set while a step runs or
+        # is traced, cleared after it).
+        self._addrop_step_drops = {}
 
     def get_config(self):
         config = super().get_config()
@@ -176,39 +185,9 @@ class ADDropTrainStep:
         layers = self._addrop_all_attention_layers()
         return [layers[i] for i in self._addrop_layer_indices]
 
-    @property
-    def addrop_enabled(self):
-        """Whether `fit` applies AD-DROP (a variable: no retrace to flip).
-
-        `True` by default: AD-DROP on every epoch, the paper's "w/o
-        cross-tuning". `keras_addrop.callbacks.CrossTuning` flips it per
-        epoch. Evaluation and prediction never apply AD-DROP.
-        """
-        return bool(self._addrop_switch.numpy())
-
-    @addrop_enabled.setter
-    def addrop_enabled(self, value):
-        self._addrop_switch.assign(bool(value))
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras 3.15 (TensorFlow trainer) builds a distributed model from a
-        # cross-replica average of its first batch, which fails for
-        # keras-hub inputs; see `tf_backend.first_replica_batch`.
-        # Without a strategy it builds nothing here: the metrics and the
-        # optimizer get their variables inside the first trace, and a
-        # tf.function that creates variables is traced a second time. The
-        # AD-DROP step's trace dominates a short fit (three one-step
-        # MiniLM-L6 runs: 195 s of 283 s were tracing), so build first and
-        # trace once.
-        with self.distribute_strategy.scope():
-            if iterator is not None:
-                data_batch = tf_backend.first_replica_batch(iterator)
-            if data_batch is not None:
-                self._symbolic_build(data_batch=data_batch)
-
     def fit(self, *args, **kwargs):
         x = args[0] if args else kwargs.get("x")
-        if "shuffle" not in kwargs and tf_backend.is_dataset(x):
+        if "shuffle" not in kwargs and is_tf_dataset(x):
             # Keras 3.15 warns on every `fit` of a dataset that its default
             # `shuffle=True` is ignored; a dataset is shuffled by its own
             # pipeline either way.
@@ -216,7 +195,6 @@ class ADDropTrainStep:
         return super().fit(*args, **kwargs)
 
     def make_train_function(self, force=False):
-        tf_backend.check_distribution_limits(self)
         if self.merge_repeated_rows and self.optimizer is not None:
             # Before tracing: the traced step calls the optimizer's methods.
             merge_repeated_rows(self.optimizer)
@@ -224,6 +202,9 @@ class ADDropTrainStep:
 
     def _addrop_padding_mask(self, x):
         return x["padding_mask"]
+
+    def _addrop_bool_padding_mask(self, x):
+        return ops.cast(self._addrop_padding_mask(x), "bool")
 
     def _addrop_keep_masks(self, x, y, layers, padding_mask):
         seed = self._addrop_seed_generator
@@ -266,111 +247,77 @@ class ADDropTrainStep:
             for attribution in attributions
         ]
 
-    def _addrop_loss_and_gradients(self, x, y, sample_weight):
-        def loss_fn():
-            y_pred = self(x, training=True)
-            loss = self.compute_loss(
-                x=x,
-                y=y,
-                y_pred=y_pred,
-                sample_weight=sample_weight,
-                training=True,
-            )
-            scaled = loss
-            if self.optimizer is not None:
-                scaled = self.optimizer.scale_loss(loss)
-            return scaled, (loss, y_pred)
+    def _addrop_masking(self, layers, keep_masks):
+        """The scope in which the training pass applies `keep_masks`."""
+        return addrop_scope(keep_masks=dict(zip(layers, keep_masks)))
 
-        (loss, y_pred), gradients = tf_backend.loss_and_gradients(
-            loss_fn, self.trainable_weights
+    def _addrop_attribution_pass(self, x, y, layers, padding_mask):
+        """Pass 1 and the masks: `(scope for pass 2, dropped pairs)`."""
+        keep_masks = self._addrop_keep_masks(x, y, layers, padding_mask)
+        return (
+            self._addrop_masking(layers, keep_masks),
+            self._addrop_dropped(padding_mask, keep_masks),
         )
-        return loss, y_pred, gradients
 
-    def train_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        layers = self.addrop_attention_layers
-        padding_mask = ops.cast(self._addrop_padding_mask(x), "bool")
+    @contextlib.contextmanager
+    def _addrop_reporting(self, dropped, padding_mask, layers):
+        """Within it, `compute_metrics` adds `dropped` to the drop fraction:
+        the backends' steps call Keras' own step, whose metrics update it
+        (on JAX, inside the step's stateless scope)."""
+        self._addrop_step_drops["drops"] = (
+            dropped,
+            self._addrop_real_pairs(padding_mask, layers),
+        )
+        try:
+            yield
+        finally:
+            self._addrop_step_drops.clear()
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        if "drops" in self._addrop_step_drops:
+            self._addrop_update_drop_fraction(*self._addrop_step_drops["drops"])
+        return super().compute_metrics(x, y, y_pred, sample_weight)
+
+    def _addrop_dropped(self, padding_mask, keep_masks):
+        """How many real (query, key) pairs `keep_masks` drop, all heads."""
+        real_query = padding_mask[:, None, :, None]
+        real_pair = ops.logical_and(real_query, padding_mask[:, None, None, :])
+        return sum(
+            ops.sum(
+                ops.cast(
+                    ops.logical_and(real_pair, ops.logical_not(keep)),
+                    "float32",
+                )
+            )
+            for keep in keep_masks
+        )
+
+    def _addrop_real_pairs(self, padding_mask, layers):
+        """Real (query, key) pairs of the selected layers, over all heads."""
         real = ops.cast(padding_mask, "float32")
-        # Real (query, key) pairs of the selected layers, over all heads.
-        real_pairs = ops.sum(ops.square(ops.sum(real, axis=-1))) * sum(
+        return ops.sum(ops.square(ops.sum(real, axis=-1))) * sum(
             layer.num_heads for layer in layers
         )
-        # tf.cond branches cannot return None, yet the stock step passes
-        # None gradients (unused weights) on to the optimizer, which skips
-        # them. Both branches run the same model, so they share the set of
-        # connected weights; it is recorded while tracing.
-        connected = []
 
-        def pack(loss, y_pred, gradients, dropped):
-            indices = [i for i, g in enumerate(gradients) if g is not None]
-            if connected and connected[0] != indices:
-                raise RuntimeError(
-                    "The AD-DROP and plain passes reached different weights."
-                )
-            connected[:] = [indices]
-            return loss, y_pred, [gradients[i] for i in indices], dropped
-
-        def plain_step():
-            loss, y_pred, gradients = self._addrop_loss_and_gradients(
-                x, y, sample_weight
-            )
-            return pack(loss, y_pred, gradients, ops.zeros((), "float32"))
-
-        def addrop_step():
-            keep_masks = self._addrop_keep_masks(x, y, layers, padding_mask)
-            with addrop_scope(keep_masks=dict(zip(layers, keep_masks))):
-                loss, y_pred, gradients = self._addrop_loss_and_gradients(
-                    x, y, sample_weight
-                )
-            real_query = padding_mask[:, None, :, None]
-            dropped = sum(
-                ops.sum(
-                    ops.cast(
-                        ops.logical_and(
-                            ops.logical_and(
-                                real_query, padding_mask[:, None, None, :]
-                            ),
-                            ops.logical_not(keep),
-                        ),
-                        "float32",
-                    )
-                )
-                for keep in keep_masks
-            )
-            return pack(loss, y_pred, gradients, dropped)
-
-        loss, y_pred, gradients, dropped = tf_backend.cond(
-            self._addrop_switch, addrop_step, plain_step
-        )
-        all_gradients = [None] * len(self.trainable_weights)
-        for i, gradient in zip(connected[0], gradients):
-            all_gradients[i] = gradient
-
-        batch_size = ops.shape(keras.tree.flatten(x)[0])[0]
-        # Keras divides the loss by the number of replicas for the gradient
-        # all-reduce; the tracker shows the undivided loss.
-        self._loss_tracker.update_state(
-            loss * tf_backend.num_replicas_in_sync(), sample_weight=batch_size
-        )
-        if self.trainable_weights:
-            with warnings.catch_warnings():
-                # A head on the sequence output (`mean_pooling_classifier`)
-                # leaves a keras-hub backbone's [CLS] pooler unused by
-                # design; Keras would warn about it at every trace.
-                warnings.filterwarnings("ignore", message=_UNUSED_POOLER)
-                self.optimizer.apply_gradients(
-                    zip(all_gradients, self.trainable_weights)
-                )
+    def _addrop_update_drop_fraction(self, dropped, real_pairs):
+        """Adds one step's drops to the `addrop_drop_fraction` metric,
+        weighted by the real pairs."""
         self._addrop_drop_fraction.update_state(
             dropped / ops.maximum(real_pairs, 1.0),
             sample_weight=real_pairs,
         )
-        logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-        return tf_backend.logs_for_strategy(logs)
 
-    def test_step(self, data):
-        logs = super().test_step(data)
+    @contextlib.contextmanager
+    def _addrop_unused_pooler_ignored(self):
+        # A head on the sequence output (`mean_pooling_classifier`) leaves a
+        # keras-hub backbone's [CLS] pooler unused by design; Keras would
+        # warn about it at every trace.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_UNUSED_POOLER)
+            yield
+
+    def _addrop_evaluation_logs(self, logs):
         # Evaluation never drops anything; a constant 0 would only clutter
         # the validation logs.
         logs.pop(DROP_FRACTION, None)
-        return tf_backend.logs_for_strategy(logs)
+        return logs

@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from keras_addrop.attribution import attribution_target
@@ -9,6 +10,10 @@ from keras_addrop.models import ADDropBertTextClassifier
 from tests.test_case import TestCase
 from tests.test_case import tiny_backbone
 from tests.test_case import tiny_batch
+from tests.test_case import to_numpy
+
+# Runs under every backend (README).
+pytestmark = pytest.mark.all_backends
 
 
 def stock_forward_with_scores(model, x):
@@ -49,6 +54,7 @@ class ComputeAttributionTest(TestCase):
         )
         self.x, self.y = tiny_batch(batch_size=4)
 
+    @pytest.mark.tf_only
     def test_gradient_attribution_matches_a_tape_on_stock_scores(self):
         with tf.GradientTape(persistent=True) as tape:
             logits, scores = stock_forward_with_scores(self.model, self.x)
@@ -71,33 +77,33 @@ class ComputeAttributionTest(TestCase):
 
             def target(sign):
                 def perturb(weights):
-                    return weights + sign * onehot
+                    return weights + keras.ops.convert_to_tensor(sign * onehot)
 
                 with addrop_scope(capture={layers[layer_index]: perturb}):
                     logits = self.model(self.x)
                 # Keep the classes fixed: the pseudo labels of the unperturbed
                 # model.
-                classes = np.argmax(self.model(self.x), -1)
+                classes = np.argmax(to_numpy(self.model(self.x)), -1)
                 return float(
                     np.take_along_axis(
-                        np.asarray(logits), classes[:, None], -1
+                        to_numpy(logits), classes[:, None], -1
                     ).sum()
                 )
 
             numeric = (target(1.0) - target(-1.0)) / (2 * eps)
-            analytic = float(np.asarray(result[layer_index])[entry])
+            analytic = float(to_numpy(result[layer_index])[entry])
             self.assertAllClose(analytic, numeric, atol=1e-4, rtol=2e-2)
 
     def test_padding_queries_get_zero_attribution(self):
         result = compute_attribution(self.model, self.x)
         padding = self.x["padding_mask"]
         for attribution in result:
-            attribution = np.asarray(attribution)
+            attribution = to_numpy(attribution)
             for b in range(4):
                 self.assertAllEqual(attribution[b, :, ~padding[b], :], 0.0)
 
     def test_gold_labels_differ_from_pseudo_labels_only_where_wrong(self):
-        predicted = np.argmax(self.model(self.x), -1)
+        predicted = np.argmax(to_numpy(self.model(self.x)), -1)
         gold = predicted.copy()
         gold[1] = (gold[1] + 1) % 3
         pseudo = compute_attribution(self.model, self.x, labels="pseudo")
@@ -105,7 +111,7 @@ class ComputeAttributionTest(TestCase):
             self.model, self.x, y=gold, labels="gold"
         )
         for p, g in zip(pseudo, with_gold):
-            p, g = np.asarray(p), np.asarray(g)
+            p, g = to_numpy(p), to_numpy(g)
             self.assertAllClose(np.delete(p, 1, 0), np.delete(g, 1, 0))
             self.assertFalse(np.allclose(p[1], g[1]))
 
@@ -156,7 +162,7 @@ class ComputeAttributionTest(TestCase):
         half.set_weights(self.model.get_weights())
         result = compute_attribution(half, x)
         for got, want in zip(result, reference):
-            got, want = np.asarray(got), np.asarray(want)
+            got, want = to_numpy(got), to_numpy(want)
             self.assertEqual(got.dtype, np.float32)
             self.assertTrue(np.all(np.isfinite(got)))
             agree = np.mean(np.sign(got) == np.sign(want))
@@ -211,8 +217,9 @@ class AttributionVariantsTest(TestCase):
             total = total + tape.gradient(target, seen["scaled"])
         return seen["a"] * total / steps
 
+    @pytest.mark.tf_only
     def test_integrated_gradients_match_an_explicit_riemann_sum(self):
-        classes = np.argmax(self.model(self.x), -1)
+        classes = np.argmax(to_numpy(self.model(self.x)), -1)
         layers = self.model.addrop_attention_layers
         result = compute_attribution(
             self.model,
@@ -235,6 +242,7 @@ class AttributionVariantsTest(TestCase):
         for a, b in zip(result, single_pass):
             self.assertAllClose(a, b, atol=1e-6, rtol=1e-4)
 
+    @pytest.mark.tf_only
     def test_integrated_gradients_trace_with_unknown_lengths(self):
         # Length-aware batches make `fit` trace with (None, None) inputs.
         spec = {
@@ -263,12 +271,13 @@ class AttributionVariantsTest(TestCase):
         result = compute_attribution(
             self.model, self.x, method="random", seed=3
         )
-        values = np.asarray(result[0])
+        values = to_numpy(result[0])
         self.assertEqual(values.shape, (3, 2, 8, 8))
         self.assertTrue(np.all((values >= 0) & (values < 1)))
         again = compute_attribution(self.model, self.x, method="random", seed=3)
         self.assertAllClose(values, again[0])
 
+    @pytest.mark.tf_only
     def test_regression_attribution_is_the_negated_loss_gradient(self):
         keras.utils.set_random_seed(2)
         model = ADDropBertTextClassifier(
@@ -290,7 +299,7 @@ class AttributionVariantsTest(TestCase):
         self.assertEqual(tuple(ig[0].shape), (3, 2, 8, 8))
         # Attention attribution is not negated.
         aa = compute_attribution(model, self.x, method="attention")
-        self.assertTrue(np.all(np.asarray(aa[0]) >= 0))
+        self.assertTrue(np.all(to_numpy(aa[0]) >= 0))
 
     def test_bad_method_and_steps_are_rejected(self):
         with self.assertRaisesRegex(ValueError, "Received: method='ig'"):

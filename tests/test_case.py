@@ -22,6 +22,12 @@ GLUE_DIR = pathlib.Path(
 )
 
 
+def to_numpy(x, dtype=None):
+    """A NumPy array of a tensor on any backend (PyTorch's detached)."""
+    array = keras.ops.convert_to_numpy(x)
+    return array if dtype is None else array.astype(dtype)
+
+
 def minilm_path():
     """The MiniLM-L6 Hugging Face folder, or None if not installed."""
     return minilm_l6_preset()
@@ -53,6 +59,21 @@ def tiny_batch(batch_size=8, seq_len=10, vocabulary_size=30, seed=0):
     }
     y = rng.integers(0, 2, size=(batch_size,)).astype("int32")
     return x, y
+
+
+def backend_pair_model():
+    """The AD-DROP classifier the cross-backend tests build on each backend:
+    no dropout, every layer, every candidate dropped (q = 1)."""
+    from keras_addrop.models import ADDropBertTextClassifier
+
+    return ADDropBertTextClassifier(
+        tiny_backbone(num_layers=2, dropout=0.0),
+        num_classes=3,
+        dropout=0.0,
+        addrop_layers="all",
+        candidate_ratio=0.3,
+        drop_rate=1.0,
+    )
 
 
 def dense_gradient_step(model, x, y, optimizer):
@@ -190,7 +211,7 @@ class TestCase(parameterized.TestCase):
         for training in (False, True):
             output = layer(**input_data, **call_kwargs, training=training)
             self.assertEqual(tuple(output.shape), expected_output_shape)
-            self.assertTrue(np.all(np.isfinite(np.asarray(output))))
+            self.assertTrue(np.all(np.isfinite(to_numpy(output))))
 
         if run_training_check:
             inputs = {

@@ -1,3 +1,4 @@
+import fractions
 import math
 import numbers
 
@@ -20,15 +21,35 @@ def validate_ratio(name, value):
     return float(value)
 
 
-def candidate_count(num_real, candidate_ratio):
-    """`ceil(candidate_ratio * num_real)` as int32, robust to rounding.
+# Ratios are read as fractions with at most this denominator (0.3 is 3/10),
+# which keeps `num_real * numerator` within int32 for lengths up to 200,000.
+_RATIO_DENOMINATOR = 10_000
 
-    Computed in float64 with a tolerance far below any meaningful ratio, so
-    that products that are whole numbers in exact arithmetic (0.7 * 10) are
-    not rounded up by binary floating point.
+
+def _ratio_fraction(candidate_ratio):
+    fraction = fractions.Fraction(candidate_ratio).limit_denominator(
+        _RATIO_DENOMINATOR
+    )
+    return fraction.numerator, fraction.denominator
+
+
+def candidate_count(num_real, candidate_ratio):
+    """`ceil(candidate_ratio * num_real)` as int32, in exact arithmetic.
+
+    The ratio is taken as the fraction it was written as (0.3 is 3/10, the
+    nearest fraction with a denominator up to 10,000) and the count is
+    computed in int32, so that products that are whole numbers (0.7 * 10)
+    are not rounded up and every backend gives the same count: float64 is
+    float32 on JAX by default, and PyTorch would round the ratio to float32.
     """
-    product = ops.multiply(ops.cast(num_real, "float64"), candidate_ratio)
-    return ops.cast(ops.ceil(ops.subtract(product, 1e-9)), "int32")
+    numerator, denominator = _ratio_fraction(candidate_ratio)
+    product = ops.multiply(ops.cast(num_real, "int32"), numerator)
+    return ops.floor_divide(ops.add(product, denominator - 1), denominator)
+
+
+def _static_candidate_count(num_real, candidate_ratio):
+    numerator, denominator = _ratio_fraction(candidate_ratio)
+    return -(-num_real * numerator // denominator)
 
 
 def _key_and_query_masks(padding_mask):
@@ -94,33 +115,35 @@ def top_candidates(attribution, padding_mask, candidate_ratio):
     # row can have (ceil(p * length)): cheaper than sorting whole rows (a
     # MiniLM-L6 layer at batch 32, length 128, on a shared machine: the
     # region took 0.40 s with a full sort, 0.23 s with this; the whole mask
-    # 0.45 s and 0.30 s). `top_k` puts the earlier of equal
-    # values first, so the k-th entry's position also settles the ties:
-    # among the keys equal to the k-th value, those up to its position are
-    # candidates, and it is the lowest-ranked candidate.
+    # 0.45 s and 0.30 s). Only the k-th value is read from it: the order of
+    # equal values in a top-k differs between backends (`torch.topk` returns
+    # them in any order), and GA's attributions have many exact ties (in
+    # the last layer, every row but [CLS] is all zeros). Keys above the k-th
+    # value are candidates; among the keys equal to it, the earliest ones
+    # fill the rest, counted along the row.
     length = ops.shape(scores)[-1]
     if isinstance(length, int):
-        k_max = max(1, math.ceil(length * candidate_ratio - 1e-9))
+        k_max = max(1, _static_candidate_count(length, candidate_ratio))
     else:
         k_max = ops.maximum(candidate_count(length, candidate_ratio), 1)
-    values, positions = ops.top_k(scores, k_max)
+    values, _ = ops.top_k(scores, k_max)
     at = ops.broadcast_to(ops.maximum(k - 1, 0), ops.shape(scores)[:-1] + (1,))
     kth = ops.take_along_axis(values, at, axis=-1)
-    kth_position = ops.take_along_axis(positions, at, axis=-1)
-    key_position = ops.arange(length, dtype=kth_position.dtype)
     in_region = ops.logical_and(real_key, k > 0)
+    above = ops.greater(scores, kth)
+    tied = ops.equal(scores, kth)
+    # How many tied keys the region still needs (at least 1: the k-th key
+    # itself is tied), and each tied key's rank among them.
+    needed = k - ops.sum(ops.cast(above, "int32"), axis=-1, keepdims=True)
+    tie_rank = ops.cumsum(ops.cast(tied, "int32"), axis=-1)
     candidates = ops.logical_and(
         ops.logical_or(
-            ops.greater(scores, kth),
-            ops.logical_and(
-                ops.equal(scores, kth),
-                ops.less_equal(key_position, kth_position),
-            ),
+            above, ops.logical_and(tied, ops.less_equal(tie_rank, needed))
         ),
         in_region,
     )
     last_candidate = ops.logical_and(
-        ops.equal(key_position, kth_position), in_region
+        ops.logical_and(tied, ops.equal(tie_rank, needed)), in_region
     )
     return candidates, last_candidate
 

@@ -82,7 +82,7 @@ class ADDropBertTextClassifierTest(TestCase):
         model.fit(self.x, self.y, batch_size=4, shuffle=False, verbose=0)
         stock.fit(self.x, self.y, batch_size=4, shuffle=False, verbose=0)
         self.assertFalse(
-            keras_addrop.tf_backend.merges_repeated_rows(model.optimizer)
+            keras_addrop.backend.merges_repeated_rows(model.optimizer)
         )
         self.assertWeightsClose(model, stock, atol=1e-6)
 

@@ -3,14 +3,20 @@ from fractions import Fraction
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
 from keras_addrop.ops import addrop_mask
+from keras_addrop.ops.addrop_mask import candidate_count
 from keras_addrop.ops.addrop_mask import top_candidates
 from tests.test_case import TestCase
+from tests.test_case import to_numpy
+
+# Runs under every backend (README).
+pytestmark = pytest.mark.all_backends
 
 # Ratios with at most two decimals, as users write them, plus the ends.
 ratios = st.integers(0, 100).map(lambda i: i / 100)
@@ -58,7 +64,7 @@ class AddropMaskTest(TestCase):
     def test_candidates_are_the_top_ceil_p_n_real_keys(self, case, p):
         attribution, padding = case
         candidates, _ = top_candidates(attribution, padding, p)
-        candidates = np.asarray(candidates)
+        candidates = to_numpy(candidates)
         reference = reference_candidates(attribution, padding, p)
         self.assertAllEqual(candidates, reference)
         counts = candidates.sum(-1)
@@ -69,7 +75,7 @@ class AddropMaskTest(TestCase):
     @given(attribution_cases(), ratios, ratios, st.integers(0, 1000))
     def test_mask_invariants(self, case, p, q, seed):
         attribution, padding = case
-        keep = np.asarray(addrop_mask(attribution, padding, p, q, seed=seed))
+        keep = to_numpy(addrop_mask(attribution, padding, p, q, seed=seed))
         real_key = padding[:, None, None, :]
         real_query = padding[:, None, :, None]
         # Padding keys are never kept.
@@ -91,14 +97,14 @@ class AddropMaskTest(TestCase):
     def test_mask_never_drops_padding_or_keeps_it(self):
         attribution = np.full((1, 1, 4, 4), 5.0, "float32")
         padding = np.array([[1, 1, 0, 0]], bool)
-        keep = np.asarray(addrop_mask(attribution, padding, 1.0, 1.0, seed=0))
+        keep = to_numpy(addrop_mask(attribution, padding, 1.0, 1.0, seed=0))
         self.assertAllEqual(keep[..., 2:], False)
 
     def test_q_one_drops_every_candidate(self):
         rng = np.random.default_rng(0)
         attribution = rng.normal(size=(2, 3, 10, 10)).astype("float32")
         padding = np.ones((2, 10), bool)
-        keep = np.asarray(addrop_mask(attribution, padding, 0.3, 1.0, seed=0))
+        keep = to_numpy(addrop_mask(attribution, padding, 0.3, 1.0, seed=0))
         self.assertAllEqual((~keep).sum(-1), 3)
         # The dropped keys are the three highest of each row.
         threshold = np.sort(attribution, -1)[..., -3:-2]
@@ -108,7 +114,7 @@ class AddropMaskTest(TestCase):
         rng = np.random.default_rng(1)
         attribution = rng.normal(size=(2, 2, 6, 6)).astype("float32")
         padding = np.array([[1] * 6, [1, 1, 1, 1, 0, 0]], bool)
-        keep = np.asarray(addrop_mask(attribution, padding, 1.0, 1.0, seed=0))
+        keep = to_numpy(addrop_mask(attribution, padding, 1.0, 1.0, seed=0))
         masked = np.where(padding[:, None, None, :], attribution, np.inf)
         real_rows = np.broadcast_to(padding[:, None, :], keep.shape[:3])
         self.assertAllEqual(keep.sum(-1)[real_rows], 1)
@@ -121,8 +127,32 @@ class AddropMaskTest(TestCase):
     def test_ties_are_broken_by_position(self):
         attribution = np.zeros((1, 1, 6, 6), "float32")
         padding = np.ones((1, 6), bool)
-        keep = np.asarray(addrop_mask(attribution, padding, 0.5, 1.0, seed=0))
+        keep = to_numpy(addrop_mask(attribution, padding, 0.5, 1.0, seed=0))
         self.assertAllEqual(keep[0, 0], [[0, 0, 0, 1, 1, 1]] * 6)
+
+    def test_many_ties_give_exactly_k_candidates_earliest_first(self):
+        # `torch.topk` returns equal values in any order; a row of 64 keys
+        # with a few distinct values has long runs of ties.
+        rng = np.random.default_rng(7)
+        attribution = rng.integers(0, 3, (4, 2, 64, 64)).astype("float32")
+        attribution[:, :, 1:, :] = 0.0  # All-zero rows, as GA's last layer.
+        padding = np.arange(64)[None, :] < np.array([[64], [50], [13], [1]])
+        for p in (0.1, 0.3, 0.5):
+            candidates, last = top_candidates(attribution, padding, p)
+            self.assertAllEqual(
+                candidates, reference_candidates(attribution, padding, p)
+            )
+            self.assertAllEqual(to_numpy(last).sum(-1), 1)
+
+    def test_candidate_count_is_exact_on_every_backend(self):
+        # float64 is float32 on JAX by default and PyTorch rounds a Python
+        # ratio to float32: both put k one too high for some n and p.
+        n = np.arange(0, 513, dtype="int32")
+        for i in range(101):
+            p = i / 100
+            got = to_numpy(candidate_count(n, p))
+            want = [expected_count(p, m) for m in n]
+            self.assertAllEqual(got, want, msg=f"p={p}")
 
     def test_candidate_count_is_not_rounded_up_by_floating_point(self):
         # 0.7 * 10 is 7.000000000000001 in binary floating point.
@@ -130,14 +160,14 @@ class AddropMaskTest(TestCase):
         attribution = np.broadcast_to(row, (1, 1, 10, 10))
         padding = np.ones((1, 10), bool)
         candidates, _ = top_candidates(attribution, padding, 0.7)
-        self.assertAllEqual(np.asarray(candidates).sum(-1), 7)
+        self.assertAllEqual(to_numpy(candidates).sum(-1), 7)
 
     def test_drop_share_of_candidates_is_close_to_q(self):
         rng = np.random.default_rng(2)
         attribution = rng.normal(size=(8, 4, 32, 32)).astype("float32")
         padding = np.arange(32)[None, :] < rng.integers(8, 33, (8, 1))
         for q in (0.1, 0.3, 0.7):
-            keep = np.asarray(addrop_mask(attribution, padding, 0.5, q, seed=3))
+            keep = to_numpy(addrop_mask(attribution, padding, 0.5, q, seed=3))
             candidates = reference_candidates(attribution, padding, 0.5)
             candidates &= padding[:, None, :, None]
             share = (candidates & ~keep).sum() / candidates.sum()
@@ -147,14 +177,13 @@ class AddropMaskTest(TestCase):
         attribution = np.zeros((1, 1, 16, 16), "float32")
         padding = np.ones((1, 16), bool)
         generator = keras.random.SeedGenerator(0)
-        first = np.asarray(
-            addrop_mask(attribution, padding, 1.0, 0.5, generator)
-        )
-        second = np.asarray(
+        first = to_numpy(addrop_mask(attribution, padding, 1.0, 0.5, generator))
+        second = to_numpy(
             addrop_mask(attribution, padding, 1.0, 0.5, generator)
         )
         self.assertFalse(np.array_equal(first, second))
 
+    @pytest.mark.tf_only
     def test_mask_compiles_with_xla(self):
         rng = np.random.default_rng(3)
         attribution = rng.normal(size=(2, 2, 7, 7)).astype("float32")
@@ -169,6 +198,7 @@ class AddropMaskTest(TestCase):
             addrop_mask(attribution, padding, 0.4, 1.0, seed=5),
         )
 
+    @pytest.mark.tf_only
     def test_candidates_agree_in_graphs_with_unknown_length_and_xla(self):
         # The top-k size comes from the static length when there is one
         # (XLA needs it) and from the traced length otherwise.
@@ -193,7 +223,7 @@ class AddropMaskTest(TestCase):
         row = np.array([np.nan, np.inf, -np.inf, 1.0], "float32")
         attribution = np.broadcast_to(row, (1, 1, 4, 4))
         padding = np.ones((1, 4), bool)
-        keep = np.asarray(addrop_mask(attribution, padding, 0.25, 1.0, seed=0))
+        keep = to_numpy(addrop_mask(attribution, padding, 0.25, 1.0, seed=0))
         self.assertAllEqual(keep[0, 0], [[1, 0, 1, 1]] * 4)
 
     def test_mismatched_shapes_are_rejected(self):

@@ -1,7 +1,7 @@
 import numpy as np
 import tensorflow as tf
 
-from keras_addrop import tf_backend
+from keras_addrop.backend import tensorflow as tf_backend
 from tests.test_case import TestCase
 
 

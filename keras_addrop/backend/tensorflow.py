@@ -1,10 +1,12 @@
-"""Every TensorFlow-only piece of keras_addrop: tapes, `tf.cond`, variables.
+"""The TensorFlow backend: tapes, `tf.cond`, the switch variable,
+`tf.distribute` workarounds and the sparse-gradient merge.
 
-The rest of the package is `keras.ops`; a port to another backend replaces
-this module (and the train step that calls it).
+One implementation of the interface in `keras_addrop.backend`.
 """
 
+import keras
 import tensorflow as tf
+from keras import ops
 
 
 def make_switch(value):
@@ -120,10 +122,6 @@ def merge_repeated_rows(optimizer):
 def merges_repeated_rows(optimizer):
     inner = getattr(optimizer, "inner_optimizer", optimizer)
     return getattr(inner, _MERGES_REPEATED_ROWS, False)
-
-
-def is_dataset(x):
-    return isinstance(x, tf.data.Dataset)
 
 
 def num_replicas_in_sync():
@@ -275,3 +273,142 @@ def logs_for_strategy(logs):
     if not is_multi_worker(tf.distribute.get_strategy()):
         return logs
     return {key: tf.reshape(value, (1,)) for key, value in logs.items()}
+
+
+def global_random_state():
+    # Every draw comes from a seed generator's state.
+    return None
+
+
+def set_global_random_state(state):
+    pass
+
+
+class TrainStep:
+    """The TensorFlow half of `keras_addrop.ADDropTrainStep`.
+
+    Keras' TensorFlow `train_step` checklist, with the plain and the AD-DROP
+    pass as the two branches of one `tf.cond` on a switch variable, so that
+    cross-tuning flips phases without retracing.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._addrop_switch = make_switch(True)
+
+    @property
+    def addrop_enabled(self):
+        """Whether `fit` applies AD-DROP (a variable: no retrace to flip).
+
+        `True` by default: AD-DROP on every epoch, the paper's "w/o
+        cross-tuning". `keras_addrop.callbacks.CrossTuning` flips it per
+        epoch. Evaluation and prediction never apply AD-DROP.
+        """
+        return bool(self._addrop_switch.numpy())
+
+    @addrop_enabled.setter
+    def addrop_enabled(self, value):
+        self._addrop_switch.assign(bool(value))
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3.15 (TensorFlow trainer) builds a distributed model from a
+        # cross-replica average of its first batch, which fails for
+        # keras-hub inputs; see `first_replica_batch`.
+        # Without a strategy it builds nothing here: the metrics and the
+        # optimizer get their variables inside the first trace, and a
+        # tf.function that creates variables is traced a second time. The
+        # AD-DROP step's trace dominates a short fit (three one-step
+        # MiniLM-L6 runs: 195 s of 283 s were tracing), so build first and
+        # trace once.
+        with self.distribute_strategy.scope():
+            if iterator is not None:
+                data_batch = first_replica_batch(iterator)
+            if data_batch is not None:
+                self._symbolic_build(data_batch=data_batch)
+
+    def make_train_function(self, force=False):
+        check_distribution_limits(self)
+        return super().make_train_function(force=force)
+
+    def _addrop_loss_and_gradients(self, x, y, sample_weight):
+        def loss_fn():
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(
+                x=x,
+                y=y,
+                y_pred=y_pred,
+                sample_weight=sample_weight,
+                training=True,
+            )
+            scaled = loss
+            if self.optimizer is not None:
+                scaled = self.optimizer.scale_loss(loss)
+            return scaled, (loss, y_pred)
+
+        (loss, y_pred), gradients = loss_and_gradients(
+            loss_fn, self.trainable_weights
+        )
+        return loss, y_pred, gradients
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        layers = self.addrop_attention_layers
+        padding_mask = self._addrop_bool_padding_mask(x)
+        # tf.cond branches cannot return None, yet the stock step passes
+        # None gradients (unused weights) on to the optimizer, which skips
+        # them. Both branches run the same model, so they share the set of
+        # connected weights; it is recorded while tracing.
+        connected = []
+
+        def pack(loss, y_pred, gradients, dropped):
+            indices = [i for i, g in enumerate(gradients) if g is not None]
+            if connected and connected[0] != indices:
+                raise RuntimeError(
+                    "The AD-DROP and plain passes reached different weights."
+                )
+            connected[:] = [indices]
+            return loss, y_pred, [gradients[i] for i in indices], dropped
+
+        def plain_step():
+            loss, y_pred, gradients = self._addrop_loss_and_gradients(
+                x, y, sample_weight
+            )
+            return pack(loss, y_pred, gradients, ops.zeros((), "float32"))
+
+        def addrop_step():
+            masking, dropped = self._addrop_attribution_pass(
+                x, y, layers, padding_mask
+            )
+            with masking:
+                loss, y_pred, gradients = self._addrop_loss_and_gradients(
+                    x, y, sample_weight
+                )
+            return pack(loss, y_pred, gradients, dropped)
+
+        loss, y_pred, gradients, dropped = cond(
+            self._addrop_switch, addrop_step, plain_step
+        )
+        all_gradients = [None] * len(self.trainable_weights)
+        for i, gradient in zip(connected[0], gradients):
+            all_gradients[i] = gradient
+
+        batch_size = ops.shape(keras.tree.flatten(x)[0])[0]
+        # Keras divides the loss by the number of replicas for the gradient
+        # all-reduce; the tracker shows the undivided loss.
+        self._loss_tracker.update_state(
+            loss * num_replicas_in_sync(), sample_weight=batch_size
+        )
+        if self.trainable_weights:
+            with self._addrop_unused_pooler_ignored():
+                self.optimizer.apply_gradients(
+                    zip(all_gradients, self.trainable_weights)
+                )
+        with self._addrop_reporting(dropped, padding_mask, layers):
+            logs = self.compute_metrics(
+                x, y, y_pred, sample_weight=sample_weight
+            )
+        return logs_for_strategy(logs)
+
+    def test_step(self, data):
+        logs = self._addrop_evaluation_logs(super().test_step(data))
+        return logs_for_strategy(logs)

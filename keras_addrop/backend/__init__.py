@@ -1,0 +1,48 @@
+"""The backend interface: everything in keras_addrop that is not `keras.ops`.
+
+One module per Keras backend (`tensorflow`, `jax`, `torch`), picked once, at
+import, from `keras.backend.backend()`. Each provides:
+
+- `TrainStep`: the mixin under `keras_addrop.ADDropTrainStep` that owns the
+  backend's training step (how the two passes, the gradients and the
+  cross-tuning switch are run) and the `addrop_enabled` property;
+- `gradients_of_captured(forward, layers)`: the gradients of a scalar with
+  respect to the attention weights captured inside `layers`, all from one
+  gradient call, no weight gradients (`forward(capture, shapes_only=False)`
+  returns `(target, aux)`; with `shapes_only=True` only the shapes of what
+  it captures are used, so it may run without randomness);
+- `after(dependency, structure)`: orders independent passes where the
+  backend may run them at once;
+- `merge_repeated_rows(optimizer)` and `merges_repeated_rows(optimizer)`:
+  the fix of Keras' update of repeated embedding rows, where the backend's
+  gradients need it;
+- `global_random_state()` and `set_global_random_state(state)`: random
+  state outside the seed generators (a JSON-able value, or None), for
+  `keras_addrop.callbacks.BackupAndRestore`.
+"""
+
+import keras
+
+BACKENDS = ("tensorflow", "jax", "torch")
+
+name = keras.backend.backend()
+if name == "tensorflow":
+    from keras_addrop.backend import tensorflow as _backend
+elif name == "jax":
+    from keras_addrop.backend import jax as _backend
+elif name == "torch":
+    from keras_addrop.backend import torch as _backend
+else:
+    raise ImportError(
+        "keras_addrop runs on the TensorFlow, JAX and PyTorch backends of "
+        "Keras. Set the KERAS_BACKEND environment variable to one of "
+        f"{list(BACKENDS)}. Received: KERAS_BACKEND={name!r}"
+    )
+
+TrainStep = _backend.TrainStep
+gradients_of_captured = _backend.gradients_of_captured
+after = _backend.after
+merge_repeated_rows = _backend.merge_repeated_rows
+merges_repeated_rows = _backend.merges_repeated_rows
+global_random_state = _backend.global_random_state
+set_global_random_state = _backend.set_global_random_state

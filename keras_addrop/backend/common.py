@@ -1,0 +1,40 @@
+"""What the JAX and PyTorch backends share: a Python switch, and no
+TensorFlow-only workarounds."""
+
+
+class PythonSwitch:
+    """`addrop_enabled` as a Python bool, read by the step at every call."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._addrop_on = True
+
+    @property
+    def addrop_enabled(self):
+        """Whether `fit` applies AD-DROP (read at every step).
+
+        `True` by default: AD-DROP on every epoch, the paper's "w/o
+        cross-tuning". `keras_addrop.callbacks.CrossTuning` flips it per
+        epoch. Evaluation and prediction never apply AD-DROP.
+        """
+        return self._addrop_on
+
+    @addrop_enabled.setter
+    def addrop_enabled(self, value):
+        self._addrop_on = bool(value)
+
+
+def after(dependency, structure):
+    # XLA (JAX) and eager execution (PyTorch) need no ordering of the
+    # integrated-gradient passes.
+    return structure
+
+
+def merge_repeated_rows(optimizer):
+    # The gradient of an embedding lookup is dense on JAX and PyTorch: Keras'
+    # update of it is already the dense one.
+    return optimizer
+
+
+def merges_repeated_rows(optimizer):
+    return True

@@ -1,0 +1,102 @@
+"""The PyTorch backend: `torch.autograd.grad` and an eager step.
+
+One implementation of the interface in `keras_addrop.backend`.
+"""
+
+import contextlib
+
+import keras
+import torch
+
+from keras_addrop.backend.common import PythonSwitch
+from keras_addrop.backend.common import after  # noqa: F401
+from keras_addrop.backend.common import merge_repeated_rows  # noqa: F401
+from keras_addrop.backend.common import merges_repeated_rows  # noqa: F401
+
+
+def gradients_of_captured(forward, layers):
+    """Gradients of a scalar w.r.t. tensors captured inside `layers`.
+
+    The captured attention weights are kept and one `torch.autograd.grad`
+    call differentiates the target with respect to all of them; no weight's
+    `.grad` is touched.
+
+    `forward(capture, shapes_only=False)` runs the model with `capture`, a
+    dict mapping each layer to a function applied to the tensor it is
+    given, and returns `(target, aux)`.
+
+    Returns:
+        `(gradients, aux)`, `gradients` in the order of `layers`.
+
+    Raises:
+        ValueError: if a layer was not called by `forward`.
+    """
+    captured = {}
+
+    def keeper(layer):
+        def keep(tensor):
+            captured[id(layer)] = tensor
+            return tensor
+
+        return keep
+
+    with torch.enable_grad():
+        target, aux = forward({layer: keeper(layer) for layer in layers})
+    missing = [layer.name for layer in layers if id(layer) not in captured]
+    if missing:
+        raise ValueError(
+            "These attention layers were not called by the model's forward "
+            f"pass, so they have no attribution. Received: layers={missing}"
+        )
+    tensors = [captured[id(layer)] for layer in layers]
+    if not target.requires_grad:
+        # Nothing depends on a trainable weight (a frozen model): the
+        # captured weights are constants, whose gradients are zero.
+        return [torch.zeros_like(t) for t in tensors], aux
+    gradients = torch.autograd.grad(target, tensors, allow_unused=True)
+    return [
+        torch.zeros_like(t) if g is None else g
+        for t, g in zip(tensors, gradients)
+    ], aux
+
+
+def global_random_state():
+    """PyTorch's global generator, as a list of bytes.
+
+    Keras' dropout on PyTorch draws from it when its seed generator was made
+    without a seed (keras-hub's dropout layers), not from the seed state.
+    """
+    return torch.get_rng_state().tolist()
+
+
+def set_global_random_state(state):
+    torch.set_rng_state(torch.tensor(state, dtype=torch.uint8))
+
+
+class TrainStep(PythonSwitch):
+    """The PyTorch half of `keras_addrop.ADDropTrainStep`.
+
+    Keras' eager PyTorch step, with the attribution pass and the masks
+    before it; `addrop_enabled` is read at every step.
+    """
+
+    def train_step(self, data):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        layers = self.addrop_attention_layers
+        padding_mask = self._addrop_bool_padding_mask(x)
+        if self.addrop_enabled:
+            masking, dropped = self._addrop_attribution_pass(
+                x, y, layers, padding_mask
+            )
+        else:
+            masking = contextlib.nullcontext()
+            dropped = keras.ops.zeros((), "float32")
+        with (
+            masking,
+            self._addrop_reporting(dropped, padding_mask, layers),
+            self._addrop_unused_pooler_ignored(),
+        ):
+            return super().train_step(data)
+
+    def test_step(self, data):
+        return self._addrop_evaluation_logs(super().test_step(data))
