@@ -193,6 +193,10 @@ class ADDropAttentionTest(TestCase):
         self.assertAllEqual(ours(x, x), stock(x, x))
 
     def test_masks_stay_finite_in_reduced_precision(self):
+        # Fixed weights: with inputs this large, some random initialisations
+        # overflow a float16 product of the kept key's logit (1 of 30 seeds
+        # tried), in the stock layer as in this one.
+        keras.utils.set_random_seed(0)
         for policy in ("mixed_float16", "mixed_bfloat16"):
             layer = ADDropAttention(num_heads=2, key_dim=4, dtype=policy)
             x = _inputs(seed=12) * 100.0
