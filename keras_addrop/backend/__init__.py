@@ -21,23 +21,22 @@ import, from `keras.backend.backend()`. Each provides:
   `keras_addrop.callbacks.BackupAndRestore`.
 """
 
+import importlib
+
 import keras
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
-name = keras.backend.backend()
-if name == "tensorflow":
-    from keras_addrop.backend import tensorflow as _backend
-elif name == "jax":
-    from keras_addrop.backend import jax as _backend
-elif name == "torch":
-    from keras_addrop.backend import torch as _backend
-else:
+if keras.backend.backend() not in BACKENDS:
     raise ImportError(
         "keras_addrop runs on the TensorFlow, JAX and PyTorch backends of "
         "Keras. Set the KERAS_BACKEND environment variable to one of "
-        f"{list(BACKENDS)}. Received: KERAS_BACKEND={name!r}"
+        f"{list(BACKENDS)}. Received: "
+        f"KERAS_BACKEND={keras.backend.backend()!r}"
     )
+_backend = importlib.import_module(
+    f"keras_addrop.backend.{keras.backend.backend()}"
+)
 
 TrainStep = _backend.TrainStep
 gradients_of_captured = _backend.gradients_of_captured

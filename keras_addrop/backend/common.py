@@ -1,5 +1,6 @@
-"""What the JAX and PyTorch backends share: a Python switch, and no
-TensorFlow-only workarounds."""
+"""What several backends share: JAX's and PyTorch's Python switch and
+no-op TensorFlow workarounds, and TensorFlow's and JAX's (absent) global
+random state."""
 
 
 class PythonSwitch:
@@ -38,3 +39,12 @@ def merge_repeated_rows(optimizer):
 
 def merges_repeated_rows(optimizer):
     return True
+
+
+def global_random_state():
+    # Every draw comes from a seed generator's state.
+    return None
+
+
+def set_global_random_state(state):
+    pass

@@ -12,8 +12,10 @@ from keras.src.distribution import distribution_lib
 
 from keras_addrop.backend.common import PythonSwitch
 from keras_addrop.backend.common import after  # noqa: F401
+from keras_addrop.backend.common import global_random_state  # noqa: F401
 from keras_addrop.backend.common import merge_repeated_rows  # noqa: F401
 from keras_addrop.backend.common import merges_repeated_rows  # noqa: F401
+from keras_addrop.backend.common import set_global_random_state  # noqa: F401
 
 
 def gradients_of_captured(forward, layers):
@@ -73,15 +75,6 @@ def gradients_of_captured(forward, layers):
 
     gradients, aux = jax.grad(probed, has_aux=True)(probes)
     return gradients, aux
-
-
-def global_random_state():
-    # Every draw comes from a seed generator's state.
-    return None
-
-
-def set_global_random_state(state):
-    pass
 
 
 class TrainStep(PythonSwitch):

@@ -8,6 +8,9 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_addrop.backend.common import global_random_state  # noqa: F401
+from keras_addrop.backend.common import set_global_random_state  # noqa: F401
+
 
 def make_switch(value):
     """A boolean variable that graphs read at run time.
@@ -273,15 +276,6 @@ def logs_for_strategy(logs):
     if not is_multi_worker(tf.distribute.get_strategy()):
         return logs
     return {key: tf.reshape(value, (1,)) for key, value in logs.items()}
-
-
-def global_random_state():
-    # Every draw comes from a seed generator's state.
-    return None
-
-
-def set_global_random_state(state):
-    pass
 
 
 class TrainStep:
