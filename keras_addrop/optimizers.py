@@ -28,6 +28,10 @@ def merge_repeated_rows(optimizer):
     nothing. The change is not part of the optimizer's config: apply it
     again to an optimizer rebuilt from a saved file.
 
+    On JAX and PyTorch the gradient of an embedding lookup is dense and
+    Keras' update of it is already the dense one: the optimizer is returned
+    unchanged.
+
     The AD-DROP models apply it to their optimizer when `fit` starts (their
     `merge_repeated_rows` argument, `True` by default); this function gives
     stock keras-hub models the same update.
