@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_addrop import backend
+from keras_addrop.backend.common import check_called
 from keras_addrop.layers.addrop_attention import ADDropAttention
 from keras_addrop.layers.addrop_attention import addrop_scope
 
@@ -243,12 +244,7 @@ def _attention_weights(model, x, layers, training):
 
     with addrop_scope(capture={layer: keeper(layer) for layer in layers}):
         model(x, training=training)
-    missing = [layer.name for layer in layers if id(layer) not in captured]
-    if missing:
-        raise ValueError(
-            "These attention layers were not called by the model's forward "
-            f"pass, so they have no attribution. Received: layers={missing}"
-        )
+    check_called(layers, captured)
     return [captured[id(layer)] for layer in layers]
 
 
@@ -310,7 +306,9 @@ def _integrated_gradients(model, x, y, layers, labels, steps, per_pass):
                     target = attribution_target(
                         outputs, stacked_classes, "gold"
                     )
-                return ops.multiply(target, scale), seen["weights"]
+                # None for a layer the model did not call, which
+                # `gradients_of_captured` reports as such.
+                return ops.multiply(target, scale), seen.get("weights")
 
             (gradient,), stacked_weights = backend.gradients_of_captured(
                 forward, [layer]

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from keras_addrop.attribution import attribution_target
 from keras_addrop.attribution import compute_attribution
+from keras_addrop.layers import ADDropAttention
 from keras_addrop.layers import addrop_scope
 from keras_addrop.models import ADDropBertTextClassifier
 from tests.test_case import TestCase
@@ -300,6 +301,17 @@ class AttributionVariantsTest(TestCase):
         # Attention attribution is not negated.
         aa = compute_attribution(model, self.x, method="attention")
         self.assertTrue(np.all(to_numpy(aa[0]) >= 0))
+
+    def test_layers_the_model_does_not_call_are_rejected(self):
+        stranger = ADDropAttention(num_heads=2, key_dim=4, name="stranger")
+        layers = [self.model.addrop_attention_layers[0], stranger]
+        for method in ("gradient", "attention", "integrated_gradients"):
+            with self.assertRaisesRegex(
+                ValueError, r"not called .* Received: layers=\['stranger'\]"
+            ):
+                compute_attribution(
+                    self.model, self.x, layers=layers, method=method
+                )
 
     def test_bad_method_and_steps_are_rejected(self):
         with self.assertRaisesRegex(ValueError, "Received: method='ig'"):

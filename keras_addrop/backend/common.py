@@ -1,6 +1,17 @@
 """What several backends share: JAX's and PyTorch's Python switch and
-no-op TensorFlow workarounds, and TensorFlow's and JAX's (absent) global
-random state."""
+no-op TensorFlow workarounds, TensorFlow's and JAX's (absent) global random
+state, and the check that every captured layer was called."""
+
+
+def check_called(layers, called):
+    """Raises if a layer's id is not in `called` (what a forward pass
+    captured)."""
+    missing = [layer.name for layer in layers if id(layer) not in called]
+    if missing:
+        raise ValueError(
+            "These attention layers were not called by the model's forward "
+            f"pass, so they have no attribution. Received: layers={missing}"
+        )
 
 
 class PythonSwitch:

@@ -12,6 +12,7 @@ from keras.src.distribution import distribution_lib
 
 from keras_addrop.backend.common import PythonSwitch
 from keras_addrop.backend.common import after  # noqa: F401
+from keras_addrop.backend.common import check_called
 from keras_addrop.backend.common import global_random_state  # noqa: F401
 from keras_addrop.backend.common import merge_repeated_rows  # noqa: F401
 from keras_addrop.backend.common import merges_repeated_rows  # noqa: F401
@@ -54,12 +55,7 @@ def gradients_of_captured(forward, layers):
             {layer: recorder(layer) for layer in layers}, shapes_only=True
         )[0]
     )
-    missing = [layer.name for layer in layers if id(layer) not in shapes]
-    if missing:
-        raise ValueError(
-            "These attention layers were not called by the model's forward "
-            f"pass, so they have no attribution. Received: layers={missing}"
-        )
+    check_called(layers, shapes)
     probes = [
         jax.numpy.zeros(shapes[id(layer)].shape, shapes[id(layer)].dtype)
         for layer in layers

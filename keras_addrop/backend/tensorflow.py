@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_addrop.backend.common import check_called
 from keras_addrop.backend.common import global_random_state  # noqa: F401
 from keras_addrop.backend.common import set_global_random_state  # noqa: F401
 
@@ -173,12 +174,7 @@ def gradients_of_captured(forward, layers):
 
     with tf.GradientTape(watch_accessed_variables=False) as tape:
         target, aux = forward({layer: watcher(layer) for layer in layers})
-    missing = [layer.name for layer in layers if id(layer) not in captured]
-    if missing:
-        raise ValueError(
-            "These attention layers were not called by the model's forward "
-            f"pass, so they have no attribution. Received: layers={missing}"
-        )
+    check_called(layers, captured)
     gradients = tape.gradient(
         target,
         [captured[id(layer)] for layer in layers],

@@ -10,6 +10,7 @@ import torch
 
 from keras_addrop.backend.common import PythonSwitch
 from keras_addrop.backend.common import after  # noqa: F401
+from keras_addrop.backend.common import check_called
 from keras_addrop.backend.common import merge_repeated_rows  # noqa: F401
 from keras_addrop.backend.common import merges_repeated_rows  # noqa: F401
 
@@ -42,12 +43,7 @@ def gradients_of_captured(forward, layers):
 
     with torch.enable_grad():
         target, aux = forward({layer: keeper(layer) for layer in layers})
-    missing = [layer.name for layer in layers if id(layer) not in captured]
-    if missing:
-        raise ValueError(
-            "These attention layers were not called by the model's forward "
-            f"pass, so they have no attribution. Received: layers={missing}"
-        )
+    check_called(layers, captured)
     tensors = [captured[id(layer)] for layer in layers]
     if not target.requires_grad:
         # Nothing depends on a trainable weight (a frozen model): the
