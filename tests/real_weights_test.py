@@ -11,6 +11,9 @@ from tests.test_case import GLUE_DIR
 from tests.test_case import TestCase
 from tests.test_case import dense_gradient_step
 from tests.test_case import minilm_path
+from tests.test_case import to_numpy
+
+pytestmark = pytest.mark.all_backends
 
 
 @pytest.mark.large
@@ -40,15 +43,16 @@ class MiniLMOnMRPCTest(TestCase):
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["sparse_categorical_accuracy"],
         )
-        before = [w.numpy().copy() for w in model.backbone.weights[:4]]
+        before = [to_numpy(w).copy() for w in model.backbone.weights[:4]]
         history = model.fit(train, epochs=1, verbose=0)
         self.assertTrue(np.isfinite(history.history["loss"][0]))
-        # p = q = 0.3 with ceil(p * n) candidates per row: a bit above 0.09.
+        # p = q = 0.3 with ceil(p * n) candidates per row: a bit above 0.09
+        # (on every backend; too many tied candidates gave 0.107-0.110).
         fraction = history.history["addrop_drop_fraction"][0]
-        self.assertGreater(fraction, 0.08)
-        self.assertLess(fraction, 0.14)
+        self.assertGreater(fraction, 0.085)
+        self.assertLess(fraction, 0.1)
         changed = [
-            not np.allclose(a, w.numpy())
+            not np.allclose(a, to_numpy(w))
             for a, w in zip(before, model.backbone.weights[:4])
         ]
         self.assertTrue(any(changed))
@@ -61,6 +65,26 @@ class MiniLMOnMRPCTest(TestCase):
         attributions = keras_addrop.attribution.compute_attribution(model, x)
         self.assertLen(attributions, 6)
         self.assertEqual(tuple(attributions[0].shape), (2, 12, 32, 32))
+
+        # Dropout's exact zeros make many exact ties among GA's scores: each
+        # real row still gets exactly ceil(0.3 * n) candidates.
+        attributions = keras_addrop.attribution.compute_attribution(
+            model, x, training=True
+        )
+        real = to_numpy(x["padding_mask"]).astype(bool)
+        expected = np.ceil(0.3 * real.sum(-1) - 1e-9)
+        for attribution in attributions:
+            keep = to_numpy(
+                keras_addrop.ops.addrop_mask(
+                    attribution, x["padding_mask"], 0.3, 1.0
+                )
+            )
+            dropped = (~keep & real[:, None, None, :]).sum(-1)
+            self.assertAllEqual(
+                dropped * real[:, None, :],
+                np.broadcast_to(expected[:, None, None], dropped.shape)
+                * real[:, None, :],
+            )
 
     @parameterized.named_parameters(("cls_head", "cls"), ("mean_head", "mean"))
     def test_dropping_high_attribution_lowers_the_predicted_logit(self, head):
@@ -111,6 +135,7 @@ class MiniLMOnMRPCTest(TestCase):
         self.assertLess(np.mean(change["high"]), np.mean(change["random"]))
         self.assertLess(np.mean(change["random"]), np.mean(change["low"]))
 
+    @pytest.mark.tf_only
     def test_adamw_step_moves_every_weight_as_the_dense_gradient(self):
         # 8 real MRPC pairs repeat [CLS], [SEP], both segment rows and
         # common words. Dropout off, so that the fitted steps and the dense

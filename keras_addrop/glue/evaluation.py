@@ -5,8 +5,8 @@ import weakref
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from keras_addrop import backend
 from keras_addrop.glue.metrics import glue_metrics
 from keras_addrop.glue.metrics import predictions_from_outputs
 from keras_addrop.glue.tasks import get_task
@@ -48,13 +48,9 @@ _PREDICT_FUNCTIONS = weakref.WeakKeyDictionary()
 
 
 def _predict_function(model):
-    # A plain call on this process's batches: `predict_on_batch` would
-    # gather every worker's copy under a multi-worker strategy. Cached, so
-    # that later epochs reuse the traces.
+    # Cached, so that later epochs reuse the traces.
     if model not in _PREDICT_FUNCTIONS:
-        _PREDICT_FUNCTIONS[model] = tf.function(
-            lambda x: model(x, training=False), reduce_retracing=True
-        )
+        _PREDICT_FUNCTIONS[model] = backend.predict_function(model)
     return _PREDICT_FUNCTIONS[model]
 
 

@@ -3,6 +3,7 @@ import os
 import keras
 import keras_hub
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from keras_addrop.glue import GlueEvaluation
@@ -12,6 +13,8 @@ from tests.glue.batching_test import VOCABULARY
 from tests.glue.batching_test import sentences
 from tests.test_case import TestCase
 from tests.test_case import tiny_backbone
+
+pytestmark = pytest.mark.all_backends
 
 
 class GlueEvaluationTest(TestCase):

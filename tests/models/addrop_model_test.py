@@ -1,4 +1,5 @@
 import keras
+import pytest
 
 import keras_addrop
 from keras_addrop.callbacks import CrossTuning
@@ -7,6 +8,8 @@ from keras_addrop.models import ADDropModel
 from tests.test_case import TestCase
 from tests.test_case import compile_for_test
 from tests.test_case import tiny_batch
+
+pytestmark = pytest.mark.all_backends
 
 
 @keras.saving.register_keras_serializable(package="keras_addrop_tests")

@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 from absl.testing import parameterized
 
 from keras_addrop.attribution import compute_attribution
@@ -7,6 +8,8 @@ from keras_addrop.models import ADDropBertTextClassifier
 from tests.test_case import TestCase
 from tests.test_case import tiny_backbone
 from tests.test_case import tiny_batch
+
+pytestmark = pytest.mark.all_backends
 
 
 class ADDropVariantsTest(TestCase):

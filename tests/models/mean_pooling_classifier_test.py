@@ -2,6 +2,7 @@ import warnings
 
 import keras
 import numpy as np
+import pytest
 
 from keras_addrop.callbacks import CrossTuning
 from keras_addrop.layers import ADDropAttention
@@ -10,6 +11,9 @@ from tests.test_case import TestCase
 from tests.test_case import compile_for_test
 from tests.test_case import tiny_backbone
 from tests.test_case import tiny_batch
+from tests.test_case import to_numpy
+
+pytestmark = pytest.mark.all_backends
 
 
 class MeanPoolingClassifierTest(TestCase):
@@ -22,11 +26,11 @@ class MeanPoolingClassifierTest(TestCase):
     def test_head_reads_the_mean_of_real_tokens_only(self):
         backbone = tiny_backbone()
         model = mean_pooling_classifier(backbone, 3, dropout=0.0)
-        sequence = np.asarray(backbone(self.x)["sequence_output"])
+        sequence = to_numpy(backbone(self.x)["sequence_output"])
         mask = self.x["padding_mask"][..., None]
         mean = (sequence * mask).sum(1) / mask.sum(1)
         dense = model.get_layer("logits")
-        expected = mean @ np.asarray(dense.kernel) + np.asarray(dense.bias)
+        expected = mean @ to_numpy(dense.kernel) + to_numpy(dense.bias)
         self.assertAllClose(model.predict_on_batch(self.x), expected, atol=1e-5)
 
         # Whatever sits in padded positions leaves the logits unchanged.

@@ -10,6 +10,8 @@ from tests.test_case import minilm_path
 from tests.test_case import tiny_backbone
 from tests.test_case import tiny_batch
 
+pytestmark = pytest.mark.all_backends
+
 
 class SwapAttentionTest(TestCase):
     def test_swap_keeps_variables_and_outputs(self):
