@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_addrop import backend
 from keras_addrop import glue
 from keras_addrop.callbacks import BackupAndRestore
 from keras_addrop.callbacks import CrossTuning
@@ -218,19 +219,13 @@ def method_name(config):
     return name
 
 
-def make_strategy(name):
-    """The `tf.distribute` strategy for `--strategy`; created first, as
-    MultiWorkerMirroredStrategy requires."""
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi-worker":
-        if "TF_CONFIG" not in os.environ:
-            raise RunError(
-                "--strategy multi-worker reads the cluster from the "
-                "TF_CONFIG environment variable, which is not set"
-            )
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
+def distribution_scope(name):
+    """The scope for `--strategy` on this backend; made first, as
+    TensorFlow's MultiWorkerMirroredStrategy requires."""
+    try:
+        return backend.distribution_scope(name)
+    except ValueError as error:
+        raise RunError(f"--strategy {name}: {error}") from None
 
 
 def worker_output(output):
@@ -308,7 +303,8 @@ def finetune(args):
     in `OUTPUT/backup`): the same command, run again after an interruption,
     resumes from the last finished epoch, in the right cross-tuning phase.
     """
-    strategy = make_strategy(getattr(args, "strategy", "none"))
+    strategy = getattr(args, "strategy", "none")
+    scope = distribution_scope(strategy)
     task, (texts, labels), (dev_texts, dev_labels) = load_task_data(args)
     if args.few_shot is not None and task.is_regression:
         raise RunError(
@@ -324,10 +320,18 @@ def finetune(args):
         labels, args.train_limit, args.few_shot, seed=args.sample_seed
     )
 
-    cls = classifier_class(preset)
-    preprocessor = preprocessor_for(cls, preset, args.max_length)
-    addrop = addrop_options(args)
-    with strategy.scope():
+    # The whole run in the distribution's scope: JAX's data-parallel step
+    # reads the distribution when `fit` compiles it.
+    with scope:
+        devices = backend.batch_multiple()
+        if args.batch_size % devices:
+            raise RunError(
+                f"--batch-size {args.batch_size} does not split evenly over "
+                f"the {devices} devices of --strategy {strategy}"
+            )
+        cls = classifier_class(preset)
+        preprocessor = preprocessor_for(cls, preset, args.max_length)
+        addrop = addrop_options(args)
         model = build_classifier(cls, preset, args.pooling, task, addrop)
         model.addrop_enabled = not args.no_addrop
         loss = (
@@ -344,98 +348,105 @@ def finetune(args):
             metrics=[] if task.is_regression else ["accuracy"],
         )
 
-    # Inputs, preset and model are checked: the run starts here.
-    os.makedirs(output, exist_ok=True)
-    failed = os.path.join(output, FAILED_FILE)
-    if os.path.isfile(failed):
-        os.remove(failed)
-    backup = os.path.join(output, "backup")
-    epoch_log = os.path.join(output, "epochs.jsonl")
-    previous = resumable_epochs(backup, epoch_log)
-    length_aware = not args.no_length_aware
-    train = glue.preprocessed_batches(
-        to_dataset(texts, labels, indices),
-        preprocessor,
-        args.batch_size,
-        length_aware=length_aware,
-        shuffle=True,
-        seed=args.seed,
-        initial_epoch=len(previous),
-    )
-    dev = glue.preprocessed_batches(
-        to_dataset(dev_texts, dev_labels),
-        preprocessor,
-        args.batch_size,
-        length_aware=length_aware,
-    )
-    evaluation = glue.GlueEvaluation(
-        task, dev, patience=args.patience, history=[e["dev"] for e in previous]
-    )
-    callbacks = [evaluation, EpochLog(epoch_log, evaluation)]
-    if not args.no_addrop and not args.no_cross_tuning:
-        callbacks.append(CrossTuning())
-    callbacks += [
-        keras.callbacks.TensorBoard(os.path.join(output, "logs")),
-        # Random state too: a resumed run equals an uninterrupted one.
-        BackupAndRestore(backup),
-    ]
-    verbose = args.verbose if args.verbose is not None else "auto"
-    start = time.time()
-    try:
-        # The batches are shuffled already (seeded, length-aware).
-        model.fit(
-            train,
-            epochs=args.epochs,
-            callbacks=callbacks,
-            verbose=verbose,
-            shuffle=False,
+        # Inputs, preset and model are checked: the run starts here.
+        os.makedirs(output, exist_ok=True)
+        failed = os.path.join(output, FAILED_FILE)
+        if os.path.isfile(failed):
+            os.remove(failed)
+        backup = os.path.join(output, "backup")
+        epoch_log = os.path.join(output, "epochs.jsonl")
+        previous = resumable_epochs(backup, epoch_log)
+        length_aware = not args.no_length_aware
+        train = glue.preprocessed_batches(
+            to_dataset(texts, labels, indices),
+            preprocessor,
+            args.batch_size,
+            length_aware=length_aware,
+            shuffle=True,
+            seed=args.seed,
+            initial_epoch=len(previous),
+            pad_to_multiple_of=backend.WIDTH_MULTIPLE,
+            batch_multiple=backend.batch_multiple(),
         )
-    except BaseException as error:
-        finished = len(read_epoch_log(epoch_log))
-        with open(failed, "w") as f:
-            f.write(
-                f"This run stopped after {finished} finished epoch(s) of "
-                f"{args.epochs}: {type(error).__name__}: {error}\n"
-                "Run the same command again to resume after the last "
-                "finished epoch.\n"
+        dev = glue.preprocessed_batches(
+            to_dataset(dev_texts, dev_labels),
+            preprocessor,
+            args.batch_size,
+            length_aware=length_aware,
+            pad_to_multiple_of=backend.WIDTH_MULTIPLE,
+        )
+        evaluation = glue.GlueEvaluation(
+            task,
+            dev,
+            patience=args.patience,
+            history=[e["dev"] for e in previous],
+        )
+        callbacks = [evaluation, EpochLog(epoch_log, evaluation)]
+        if not args.no_addrop and not args.no_cross_tuning:
+            callbacks.append(CrossTuning())
+        callbacks += [
+            keras.callbacks.TensorBoard(os.path.join(output, "logs")),
+            # Random state too: a resumed run equals an uninterrupted one.
+            BackupAndRestore(backup),
+        ]
+        verbose = args.verbose if args.verbose is not None else "auto"
+        start = time.time()
+        try:
+            # The batches are shuffled already (seeded, length-aware).
+            model.fit(
+                train,
+                epochs=args.epochs,
+                callbacks=callbacks,
+                verbose=verbose,
+                shuffle=False,
             )
-        raise
-    seconds = time.time() - start
-    epochs = read_epoch_log(epoch_log)
-    result = {
-        "config": config,
-        "method": method_name(config),
-        "task": task.name,
-        "main_metric": task.metrics[0],
-        "train_examples": int(len(indices)),
-        "dev_examples": int(len(dev_labels)),
-        "majority_baseline": glue.majority_baseline(
-            task, labels[indices], dev_labels
-        ),
-        "epochs": epochs,
-        "best_epoch": evaluation.best_epoch,
-        "best": evaluation.best,
-        "last": evaluation.history[-1],
-        "resumed_after_epoch": len(previous),
-        "wall_seconds": seconds,
-        # All epochs, those before a resume included; None for a run
-        # resumed from an epoch log older than the per-epoch timing.
-        "epoch_seconds": sum(e["seconds"] for e in epochs)
-        if all("seconds" in e for e in epochs)
-        else None,
-        "train_examples_per_second": len(indices)
-        * (len(epochs) - len(previous))
-        / seconds,
-    }
-    if not args.no_save_model:
-        model.save(os.path.join(output, "model.keras"))
-    # Written whole or not at all: results.json marks a finished run.
-    partial = os.path.join(output, RESULTS_FILE + ".partial")
-    with open(partial, "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(partial, os.path.join(output, RESULTS_FILE))
-    plot_losses(result, os.path.join(output, "losses.png"))
-    return result
+        except BaseException as error:
+            finished = len(read_epoch_log(epoch_log))
+            with open(failed, "w") as f:
+                f.write(
+                    f"This run stopped after {finished} finished epoch(s) of "
+                    f"{args.epochs}: {type(error).__name__}: {error}\n"
+                    "Run the same command again to resume after the last "
+                    "finished epoch.\n"
+                )
+            raise
+        seconds = time.time() - start
+        epochs = read_epoch_log(epoch_log)
+        result = {
+            "config": config,
+            "backend": keras.config.backend(),
+            "method": method_name(config),
+            "task": task.name,
+            "main_metric": task.metrics[0],
+            "train_examples": int(len(indices)),
+            "dev_examples": int(len(dev_labels)),
+            "majority_baseline": glue.majority_baseline(
+                task, labels[indices], dev_labels
+            ),
+            "epochs": epochs,
+            "best_epoch": evaluation.best_epoch,
+            "best": evaluation.best,
+            "last": evaluation.history[-1],
+            "resumed_after_epoch": len(previous),
+            "wall_seconds": seconds,
+            # All epochs, those before a resume included; None for a run
+            # resumed from an epoch log older than the per-epoch timing.
+            "epoch_seconds": sum(e["seconds"] for e in epochs)
+            if all("seconds" in e for e in epochs)
+            else None,
+            "train_examples_per_second": len(indices)
+            * (len(epochs) - len(previous))
+            / seconds,
+        }
+        if not args.no_save_model:
+            model.save(os.path.join(output, "model.keras"))
+        # Written whole or not at all: results.json marks a finished run.
+        partial = os.path.join(output, RESULTS_FILE + ".partial")
+        with open(partial, "w") as f:
+            json.dump(result, f, indent=1)
+        os.replace(partial, os.path.join(output, RESULTS_FILE))
+        plot_losses(result, os.path.join(output, "losses.png"))
+        return result
 
 
 def plot_losses(result, path):

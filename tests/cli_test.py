@@ -1,4 +1,5 @@
 import contextlib
+import importlib.util
 import io
 import json
 import os
@@ -458,6 +459,64 @@ def free_port():
 
 def command(*argv):
     return [sys.executable, "-m", "keras_addrop_cli", *argv]
+
+
+class OtherBackendsTest(_Fixtures):
+    """The command line on JAX and PyTorch, each in a fresh process."""
+
+    def finetune(self, backend, *extra, env=None):
+        if importlib.util.find_spec(backend) is None:
+            self.skipTest(f"{backend} is not installed")
+        output = os.path.join(self.get_temp_dir(), backend)
+        result = subprocess.run(
+            command("finetune", *self.common, "--output", output, *extra),
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, KERAS_BACKEND=backend, **(env or {})),
+        )
+        results = None
+        if result.returncode == 0:
+            with open(os.path.join(output, "results.json")) as f:
+                results = json.load(f)
+        return result, results
+
+    def assertCrossTuned(self, result, process):
+        self.assertIsNotNone(result, msg=process.stderr[-3000:])
+        fractions = [e["addrop_drop_fraction"] for e in result["epochs"]]
+        self.assertEqual([f > 0 for f in fractions], [False, True])
+        self.assertEqual(set(result["best"]), {"accuracy", "loss"})
+
+    def test_jax_runs_data_parallel_over_two_devices(self):
+        devices = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+        process, result = self.finetune(
+            "jax", "--strategy", "mirrored", env=devices
+        )
+        self.assertCrossTuned(result, process)
+        self.assertEqual(result["backend"], "jax")
+        self.assertEqual(result["config"]["strategy"], "mirrored")
+        # A quiet start: nothing on standard error.
+        self.assertEqual(process.stderr, "")
+        process, _ = self.finetune("jax", "--strategy", "multi-worker")
+        self.assertEqual(process.returncode, 2)
+        self.assertIn("Received: strategy='multi-worker'", process.stderr)
+        process, _ = self.finetune(
+            "jax", "--strategy", "mirrored", "--batch-size", "7", env=devices
+        )
+        self.assertEqual(process.returncode, 2)
+        self.assertIn(
+            "--batch-size 7 does not split evenly over the 2 devices",
+            process.stderr,
+        )
+
+    def test_torch_runs_and_refuses_a_strategy(self):
+        process, result = self.finetune("torch")
+        self.assertCrossTuned(result, process)
+        self.assertEqual(result["backend"], "torch")
+        self.assertEqual(process.stderr, "")
+        process, _ = self.finetune("torch", "--strategy", "mirrored")
+        self.assertEqual(process.returncode, 2)
+        self.assertIn("no distributed training on PyTorch", process.stderr)
+        self.assertIn("Received: strategy='mirrored'", process.stderr)
 
 
 class FaultToleranceTest(_Fixtures):

@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import os
 import subprocess
@@ -35,21 +36,27 @@ def deterministic_model(**kwargs):
     return model
 
 
+def script_report(name):
+    """Runs a script of this folder in a fresh process; its REPORT line."""
+    result = subprocess.run(
+        [sys.executable, os.path.join(HERE, name)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    lines = [
+        line
+        for line in result.stdout.splitlines()
+        if line.startswith("REPORT ")
+    ]
+    if not lines:
+        raise AssertionError(result.stderr[-3000:])
+    return json.loads(lines[0][len("REPORT ") :])
+
+
 class MirroredStrategyTest(TestCase):
     def test_two_replicas_match_one_device_and_log_drops(self):
-        result = subprocess.run(
-            [sys.executable, os.path.join(HERE, "mirrored_script.py")],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        lines = [
-            line
-            for line in result.stdout.splitlines()
-            if line.startswith("REPORT ")
-        ]
-        self.assertTrue(lines, msg=result.stderr[-3000:])
-        report = json.loads(lines[0][len("REPORT ") :])
+        report = script_report("mirrored_script.py")
         self.assertEqual(report["replicas"], 2)
         self.assertLess(report["plain_max_weight_difference"], 1e-5)
         single, mirrored = report["plain_loss"]
@@ -64,6 +71,30 @@ class MirroredStrategyTest(TestCase):
             self.assertIsNotNone(message, msg=name)
             self.assertIn(f"Received: {name}=", message)
             self.assertIn("MirroredStrategy", message)
+
+
+class JaxDataParallelTest(TestCase):
+    def test_two_devices_match_one_with_cross_tuning(self):
+        if importlib.util.find_spec("jax") is None:
+            self.skipTest("JAX is not installed")
+        report = script_report("data_parallel_script.py")
+        self.assertEqual(report["devices"], 2)
+        self.assertEqual(report["batch_multiple"], 2)
+        single, parallel = report["single_history"], report["parallel_history"]
+        # Cross-tuning over 4 epochs: plain, AD-DROP, plain, AD-DROP.
+        fractions = parallel["addrop_drop_fraction"]
+        self.assertEqual([f > 0 for f in fractions], [False, True] * 2)
+        self.assertAllClose(fractions, single["addrop_drop_fraction"])
+        self.assertAllClose(parallel["loss"], single["loss"], atol=1e-5)
+        self.assertLess(report["max_weight_difference"], 1e-5)
+        self.assertLess(report["uneven_prediction_difference"], 1e-5)
+        noisy = report["dropout_history"]
+        self.assertTrue(np.all(np.isfinite(noisy["loss"])))
+        self.assertNotEqual(noisy["loss"], single["loss"])
+        self.assertIn(
+            "Received: distribution=ModelParallel",
+            report["model_parallel_error"],
+        )
 
 
 class SingleDeviceTest(TestCase):

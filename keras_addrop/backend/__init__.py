@@ -11,6 +11,16 @@ import, from `keras.backend.backend()`. Each provides:
   gradient call, no weight gradients (`forward(capture, shapes_only=False)`
   returns `(target, aux)`; with `shapes_only=True` only the shapes of what
   it captures are used, so it may run without randomness);
+- `distribution_scope(strategy)`: the scope a run builds and trains its
+  model in, for the command line's `--strategy` ("none", "mirrored",
+  "multi-worker"); a clear ValueError where the backend has no such
+  distribution;
+- `batch_multiple()`: the number every training batch's size must be a
+  multiple of under the active distribution, and `WIDTH_MULTIPLE`, the
+  multiple of positions batches are padded to (a compiled step per input
+  shape makes few shapes worth a little padding);
+- `predict_function(model)`: a function from one batch of inputs to the
+  model's outputs in inference mode, on this process's batch only;
 - `after(dependency, structure)`: orders independent passes where the
   backend may run them at once;
 - `merge_repeated_rows(optimizer)` and `merges_repeated_rows(optimizer)`:
@@ -41,6 +51,10 @@ _backend = importlib.import_module(
 TrainStep = _backend.TrainStep
 gradients_of_captured = _backend.gradients_of_captured
 after = _backend.after
+predict_function = _backend.predict_function
+distribution_scope = _backend.distribution_scope
+batch_multiple = _backend.batch_multiple
+WIDTH_MULTIPLE = _backend.WIDTH_MULTIPLE
 merge_repeated_rows = _backend.merge_repeated_rows
 merges_repeated_rows = _backend.merges_repeated_rows
 global_random_state = _backend.global_random_state

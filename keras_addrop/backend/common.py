@@ -1,6 +1,10 @@
-"""What several backends share: JAX's and PyTorch's Python switch and
-no-op TensorFlow workarounds, TensorFlow's and JAX's (absent) global random
-state, and the check that every captured layer was called."""
+"""What several backends share: JAX's and PyTorch's Python switch,
+prediction and no-op TensorFlow workarounds, TensorFlow's and JAX's
+(absent) global random state, and the check that every captured layer was
+called."""
+
+import keras
+import numpy as np
 
 
 def check_called(layers, called):
@@ -34,6 +38,19 @@ class PythonSwitch:
     @addrop_enabled.setter
     def addrop_enabled(self, value):
         self._addrop_on = bool(value)
+
+
+def predict_function(model):
+    # Keras' own predict step (compiled on JAX) on this process's batches,
+    # which may come from a `tf.data` pipeline.
+    def predict(x):
+        return model.predict_on_batch(keras.tree.map_structure(np.asarray, x))
+
+    return predict
+
+
+def batch_multiple():
+    return 1
 
 
 def after(dependency, structure):

@@ -8,6 +8,7 @@ import functools
 
 import jax
 import keras
+import numpy as np
 from keras.src.distribution import distribution_lib
 
 from keras_addrop.backend.common import PythonSwitch
@@ -17,6 +18,54 @@ from keras_addrop.backend.common import global_random_state  # noqa: F401
 from keras_addrop.backend.common import merge_repeated_rows  # noqa: F401
 from keras_addrop.backend.common import merges_repeated_rows  # noqa: F401
 from keras_addrop.backend.common import set_global_random_state  # noqa: F401
+
+# Each new input shape compiles the step again: batches padded to a multiple
+# of 16 positions keep a GLUE run to a few shapes.
+WIDTH_MULTIPLE = 16
+
+
+def batch_multiple():
+    """How many parts the active distribution splits every batch into."""
+    distribution = distribution_lib.distribution()
+    if distribution is None:
+        return 1
+    mesh = distribution.device_mesh
+    return mesh.shape[mesh.axis_names.index(distribution.batch_dim_name)]
+
+
+def distribution_scope(strategy):
+    """`keras.distribution.DataParallel` over the local devices for
+    "mirrored"; "multi-worker" is TensorFlow's alone."""
+    if strategy == "multi-worker":
+        raise ValueError(
+            "A multi-worker strategy is TensorFlow's "
+            "MultiWorkerMirroredStrategy; on JAX, data parallelism over the "
+            "local devices is strategy='mirrored' (keras.distribution."
+            f"DataParallel). Received: strategy={strategy!r}"
+        )
+    if strategy == "none":
+        return contextlib.nullcontext()
+    devices = keras.distribution.list_devices()
+    return keras.distribution.DataParallel(devices=devices).scope()
+
+
+def predict_function(model):
+    # Keras' compiled predict step on this process's batches, which may come
+    # from a `tf.data` pipeline. A data-parallel step splits a batch evenly
+    # over the devices: an uneven last batch is padded by repeating its last
+    # row, whose predictions are dropped.
+    def predict(x):
+        x = keras.tree.map_structure(np.asarray, x)
+        count = len(keras.tree.flatten(x)[0])
+        extra = -count % batch_multiple()
+        if extra:
+            x = keras.tree.map_structure(
+                lambda a: np.concatenate([a, np.repeat(a[-1:], extra, 0)]), x
+            )
+        outputs = model.predict_on_batch(x)
+        return keras.tree.map_structure(lambda a: a[:count], outputs)
+
+    return predict
 
 
 def gradients_of_captured(forward, layers):
@@ -88,6 +137,15 @@ class TrainStep(PythonSwitch):
     def make_train_function(self, force=False):
         if self.train_function is not None and not force:
             return
+        distribution = distribution_lib.distribution()
+        if distribution is not None and not isinstance(
+            distribution, keras.distribution.DataParallel
+        ):
+            raise ValueError(
+                "AD-DROP's JAX step runs on one device or under "
+                "keras.distribution.DataParallel. Received: distribution="
+                f"{type(distribution).__name__}"
+            )
         # Keras' own jit settings (JAXTrainer.make_train_function), once per
         # phase.
         steps = {}
@@ -95,7 +153,7 @@ class TrainStep(PythonSwitch):
             step = functools.partial(self._addrop_train_step, enabled)
             if not self.run_eagerly and self.jit_compile:
                 out_shardings = None
-                if distribution_lib.distribution() is not None:
+                if distribution is not None:
                     out_shardings = (None, self._get_state_sharding_spec())
                 step = jax.jit(
                     step, donate_argnums=0, out_shardings=out_shardings

@@ -4,10 +4,13 @@
 One implementation of the interface in `keras_addrop.backend`.
 """
 
+import os
+
 import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_addrop.backend.common import batch_multiple  # noqa: F401
 from keras_addrop.backend.common import check_called
 from keras_addrop.backend.common import global_random_state  # noqa: F401
 from keras_addrop.backend.common import set_global_random_state  # noqa: F401
@@ -145,6 +148,37 @@ def after(dependency, structure):
         return structure
     with tf.control_dependencies([dependency]):
         return tf.nest.map_structure(tf.identity, structure)
+
+
+# A traced step with relaxed shapes serves every batch width.
+WIDTH_MULTIPLE = 1
+
+
+def distribution_scope(strategy):
+    """The `tf.distribute` strategy's scope: MirroredStrategy over the local
+    devices ("mirrored"), MultiWorkerMirroredStrategy over the cluster in
+    TF_CONFIG ("multi-worker"), or the default strategy ("none"). Call it
+    first: MultiWorkerMirroredStrategy must be created before other
+    TensorFlow operations run."""
+    if strategy == "mirrored":
+        return tf.distribute.MirroredStrategy().scope()
+    if strategy == "multi-worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError(
+                "strategy='multi-worker' reads the cluster from the "
+                "TF_CONFIG environment variable, which is not set. "
+                f"Received: strategy={strategy!r}"
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy().scope()
+    return tf.distribute.get_strategy().scope()
+
+
+def predict_function(model):
+    # A plain call on this process's batches: `predict_on_batch` would
+    # gather every worker's copy under a multi-worker strategy.
+    return tf.function(
+        lambda x: model(x, training=False), reduce_retracing=True
+    )
 
 
 def gradients_of_captured(forward, layers):

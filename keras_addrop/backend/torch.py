@@ -10,9 +10,11 @@ import torch
 
 from keras_addrop.backend.common import PythonSwitch
 from keras_addrop.backend.common import after  # noqa: F401
+from keras_addrop.backend.common import batch_multiple  # noqa: F401
 from keras_addrop.backend.common import check_called
 from keras_addrop.backend.common import merge_repeated_rows  # noqa: F401
 from keras_addrop.backend.common import merges_repeated_rows  # noqa: F401
+from keras_addrop.backend.common import predict_function  # noqa: F401
 
 
 def gradients_of_captured(forward, layers):
@@ -54,6 +56,23 @@ def gradients_of_captured(forward, layers):
         torch.zeros_like(t) if g is None else g
         for t, g in zip(tensors, gradients)
     ], aux
+
+
+# Eager: no compiled step to reuse across batch shapes.
+WIDTH_MULTIPLE = 1
+
+
+def distribution_scope(strategy):
+    """Only "none": Keras 3.15 distributes training on TensorFlow
+    (`tf.distribute`) and JAX (`keras.distribution`), not on PyTorch."""
+    if strategy != "none":
+        raise ValueError(
+            "Keras 3.15 has no distributed training on PyTorch (its "
+            "keras.distribution API runs on JAX; tf.distribute on "
+            "TensorFlow): train on one device, or set KERAS_BACKEND to jax "
+            f"or tensorflow. Received: strategy={strategy!r}"
+        )
+    return contextlib.nullcontext()
 
 
 def global_random_state():

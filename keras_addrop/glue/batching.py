@@ -90,15 +90,19 @@ def _preprocess_all(dataset, preprocessor, labelled):
     return x, y
 
 
-def _batch_order(lengths, batch_size, length_aware, rng):
+def _batch_order(lengths, batch_size, length_aware, rng, batch_multiple=1):
     """Lists of example indices, one per batch.
 
     Length-aware: shuffled (when `rng` is given), then sorted by length
     within windows of 50 batches, cut into batches, and the batches
     shuffled, so batches hold similar lengths yet vary from epoch to epoch.
+    The last batch is cut to a multiple of `batch_multiple`.
     """
     count = len(lengths)
     order = rng.permutation(count) if rng is not None else np.arange(count)
+    # The examples that sit this epoch out are the shuffle's last ones.
+    count -= count % batch_size % batch_multiple
+    order = order[:count]
     if length_aware:
         window = 50 * batch_size
         chunks = [order[i : i + window] for i in range(0, count, window)]
@@ -121,6 +125,8 @@ def preprocessed_batches(
     shuffle=False,
     seed=None,
     initial_epoch=0,
+    pad_to_multiple_of=1,
+    batch_multiple=1,
 ):
     """Preprocesses and batches a GLUE dataset, padding per batch.
 
@@ -135,6 +141,12 @@ def preprocessed_batches(
     exactly once per epoch, and the number of batches is known
     (`ceil(examples / batch_size)`). The preprocessor runs once, up front.
     Feed the result to a model built with `preprocessor=None`.
+
+    On JAX every new batch shape compiles the step again:
+    `pad_to_multiple_of=16` keeps a run to a few widths. A data-parallel
+    step over `n` devices needs batches that split evenly: with
+    `batch_multiple=n` the last batch of an epoch is cut to a multiple of
+    `n` (its other examples, fewer than `n`, sit that epoch out).
 
     Args:
         dataset: unbatched `tf.data.Dataset` of `(features, label)` (as from
@@ -152,13 +164,20 @@ def preprocessed_batches(
             `keras_addrop.callbacks.BackupAndRestore`) passes `k`, so that
             its batches come in the order an uninterrupted run would see
             them. Defaults to `0`.
+        pad_to_multiple_of: int. Each batch's width (with `length_aware`)
+            is its longest example rounded up to a multiple of it, at most
+            the preprocessor's `sequence_length`. Defaults to `1`.
+        batch_multiple: int. Every batch's size is a multiple of it;
+            `batch_size` must be one. Defaults to `1`.
 
     Returns:
         A batched `tf.data.Dataset` of `(x, label)` (or `x`), `x` the dict
         of `"token_ids"`, `"padding_mask"` (and `"segment_ids"` for BERT).
 
     Raises:
-        ValueError: if `initial_epoch` is not an int >= 0.
+        ValueError: if `initial_epoch` is not an int >= 0, if
+            `pad_to_multiple_of` or `batch_multiple` is not a positive int,
+            or if `batch_size` is not a multiple of `batch_multiple`.
 
     Example:
 
@@ -181,18 +200,57 @@ def preprocessed_batches(
             "Invalid value for argument `initial_epoch`: expected an int >= "
             f"0. Received: initial_epoch={initial_epoch!r}"
         )
+    for name, value in (
+        ("pad_to_multiple_of", pad_to_multiple_of),
+        ("batch_multiple", batch_multiple),
+    ):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Integral)
+            or value < 1
+        ):
+            raise ValueError(
+                f"Invalid value for argument `{name}`: expected a positive "
+                f"int. Received: {name}={value!r}"
+            )
+    if batch_size % batch_multiple:
+        raise ValueError(
+            "`batch_size` must be a multiple of `batch_multiple` (a "
+            "data-parallel step splits every batch evenly over the "
+            f"devices). Received: batch_size={batch_size}, "
+            f"batch_multiple={batch_multiple}"
+        )
     x, y = _preprocess_all(dataset, preprocessor, labelled)
     lengths = x["padding_mask"].sum(-1)
+    full_width = x["padding_mask"].shape[1]
     rng = np.random.default_rng(seed) if shuffle else None
+
+    def order():
+        return _batch_order(
+            lengths, batch_size, length_aware, rng, batch_multiple
+        )
+
     # Every pass draws its order from one generator: skip the draws of the
     # epochs already trained.
     for _ in range(initial_epoch if shuffle else 0):
-        _batch_order(lengths, batch_size, length_aware, rng)
-    num_batches = -(-len(lengths) // batch_size)
+        order()
+    count = len(lengths) - len(lengths) % batch_size % batch_multiple
+    if count == 0:
+        raise ValueError(
+            f"The dataset has {len(lengths)} example(s), fewer than "
+            f"`batch_multiple`. Received: batch_multiple={batch_multiple}"
+        )
+    num_batches = -(-count // batch_size)
 
     def batches():
-        for indices in _batch_order(lengths, batch_size, length_aware, rng):
-            width = lengths[indices].max() if length_aware else None
+        for indices in order():
+            width = None
+            if length_aware:
+                longest = lengths[indices].max()
+                width = min(
+                    -(-longest // pad_to_multiple_of) * pad_to_multiple_of,
+                    full_width,
+                )
             batch_x = {key: value[indices, :width] for key, value in x.items()}
             yield (batch_x, y[indices]) if labelled else batch_x
 

@@ -63,6 +63,41 @@ class BatchingTest(TestCase):
         widths = [x["token_ids"].shape[1] for x, _ in batches]
         self.assertLess(max(widths), 32)
 
+    def test_widths_and_sizes_follow_the_requested_multiples(self):
+        batches = preprocessed_batches(
+            self.dataset,
+            preprocessor(sequence_length=30),
+            8,
+            shuffle=True,
+            seed=3,
+            pad_to_multiple_of=16,
+            batch_multiple=4,
+        )
+        # 37 examples: four batches of 8 and one of 4 (one sits out).
+        self.assertEqual(batches.cardinality().numpy(), 5)
+        for _ in range(2):
+            sizes, widths, seen = [], set(), set()
+            for x, y in batches:
+                sizes.append(len(y))
+                widths.add(x["token_ids"].shape[1])
+                seen.update(int(label) for label in y.numpy())
+                mask = x["padding_mask"].numpy()
+                # Rounded up to 16, never past sequence_length.
+                self.assertEqual(
+                    x["token_ids"].shape[1],
+                    min(-(-mask.sum(-1).max() // 16) * 16, 30),
+                )
+            self.assertEqual(sorted(sizes), [4, 8, 8, 8, 8])
+            self.assertLen(seen, 36)
+            self.assertLessEqual(widths, {16, 30})
+        for kwargs, message in (
+            ({"batch_multiple": 3}, "batch_size=8, batch_multiple=3"),
+            ({"batch_multiple": 0}, "Received: batch_multiple=0"),
+            ({"pad_to_multiple_of": 1.5}, "Received: pad_to_multiple_of=1.5"),
+        ):
+            with self.assertRaisesRegex(ValueError, message):
+                preprocessed_batches(self.dataset, preprocessor(), 8, **kwargs)
+
     def test_batches_group_similar_lengths_and_reshuffle(self):
         batches = preprocessed_batches(
             self.dataset, preprocessor(), 4, shuffle=True, seed=0

@@ -1,0 +1,93 @@
+"""Run by `distribute_test.py` in a fresh process: JAX's host devices can
+only be split (`XLA_FLAGS`) before JAX initialises."""
+
+import json
+import os
+import sys
+
+os.environ["KERAS_BACKEND"] = "jax"
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras_addrop  # noqa: E402
+from keras_addrop import backend  # noqa: E402
+from tests.test_case import tiny_backbone  # noqa: E402
+from tests.test_case import tiny_batch  # noqa: E402
+
+
+def build(dropout=0.0):
+    # q = 1 and no dropout: every step is a function of the weights.
+    keras.utils.set_random_seed(0)
+    model = keras_addrop.models.ADDropBertTextClassifier(
+        tiny_backbone(dropout=dropout),
+        num_classes=2,
+        dropout=dropout,
+        addrop_layers="all",
+        candidate_ratio=0.5,
+        drop_rate=1.0,
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return model
+
+
+def fit(model, x, y):
+    return model.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=4,
+        shuffle=False,
+        verbose=0,
+        callbacks=[keras_addrop.callbacks.CrossTuning()],
+    ).history
+
+
+def main():
+    x, y = tiny_batch(batch_size=16)
+    devices = keras.distribution.list_devices()
+    data_parallel = keras.distribution.DataParallel(devices=devices)
+    report = {"devices": len(devices)}
+
+    single = build()
+    report["single_history"] = fit(single, x, y)
+    with data_parallel.scope():
+        report["batch_multiple"] = backend.batch_multiple()
+        parallel = build()
+        report["parallel_history"] = fit(parallel, x, y)
+        report["max_weight_difference"] = float(
+            max(
+                np.abs(a.numpy() - b.numpy()).max()
+                for a, b in zip(single.weights, parallel.weights)
+            )
+        )
+        # An uneven batch of 5 examples, as a dev set's last one.
+        few = {key: value[:5] for key, value in x.items()}
+        predicted = backend.predict_function(parallel)(few)
+        report["uneven_prediction_difference"] = float(
+            np.abs(predicted - single.predict_on_batch(few)).max()
+        )
+        # Dropout draws from the seed generators in the step's state.
+        noisy = build(dropout=0.1)
+        report["dropout_history"] = fit(noisy, x, y)
+    mesh = keras.distribution.DeviceMesh((2,), ["model"], devices)
+    model_parallel = keras.distribution.ModelParallel(
+        layout_map=keras.distribution.LayoutMap(mesh), batch_dim_name="model"
+    )
+    with model_parallel.scope():
+        try:
+            fit(build(), x, y)
+            report["model_parallel_error"] = None
+        except ValueError as error:
+            report["model_parallel_error"] = str(error)
+    print("REPORT " + json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
