@@ -149,6 +149,11 @@ def compute_attribution(
     Under `mixed_float16` the float32 target is scaled so the float16
     gradients do not underflow; results are scaled back and in float32.
 
+    On every backend the gradients come from one gradient call over all
+    layers: a `tf.GradientTape` on TensorFlow, `jax.grad` with respect to zero
+    "probes" added to the attention weights on JAX, `torch.autograd.grad` on
+    PyTorch; the three agree to about 1e-7.
+
     Args:
         model: a Keras model whose attention layers include `layers` (for
             example a `keras_addrop.models.ADDropBertTextClassifier`), called

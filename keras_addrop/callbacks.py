@@ -17,9 +17,12 @@ class CrossTuning(keras.callbacks.Callback):
     AD-DROP, epoch 3 is plain, and so on. The phase follows from the epoch
     number alone, so a run resumed by `keras.callbacks.BackupAndRestore` (or
     with `initial_epoch`) continues in the right phase. The callback flips
-    the model's `addrop_enabled` switch, a variable that the traced training
-    step reads, so no epoch retraces or recompiles. When training ends, the
-    switch returns to the value it had before `fit`.
+    the model's `addrop_enabled` switch, which no epoch retraces or
+    recompiles for: on TensorFlow a variable that the traced step reads; on
+    JAX one compiled step per phase, each compiled on its first epoch; on
+    PyTorch an attribute the eager step reads. When training ends, the
+    switch returns to the value it had before `fit`. Works on the
+    TensorFlow, JAX and PyTorch backends.
 
     Without this callback an AD-DROP model applies AD-DROP on every epoch,
     the paper's "w/o cross-tuning" ablation.
@@ -89,6 +92,9 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     a run killed between the writes still finds the state of the backup it
     resumes from. A backup without it (for example one made by
     `keras.callbacks.BackupAndRestore`) resumes with a warning.
+
+    Works on the TensorFlow, JAX and PyTorch backends; on PyTorch it also
+    stores the global generator that Keras' unseeded dropout draws from.
 
     Args:
         backup_dir: string, a local folder for the backup (as for

@@ -11,6 +11,9 @@ import, from `keras.backend.backend()`. Each provides:
   gradient call, no weight gradients (`forward(capture, shapes_only=False)`
   returns `(target, aux)`; with `shapes_only=True` only the shapes of what
   it captures are used, so it may run without randomness);
+- `kth_largest(scores, k, k_max)`: each row's k-th largest value, exactly,
+  and its position where the backend's method orders ties by position
+  (else None: the caller counts the ties);
 - `distribution_scope(strategy)`: the scope a run builds and trains its
   model in, for the command line's `--strategy` ("none", "mirrored",
   "multi-worker"); a clear ValueError where the backend has no such
@@ -52,6 +55,7 @@ TrainStep = _backend.TrainStep
 gradients_of_captured = _backend.gradients_of_captured
 after = _backend.after
 predict_function = _backend.predict_function
+kth_largest = _backend.kth_largest
 distribution_scope = _backend.distribution_scope
 batch_multiple = _backend.batch_multiple
 WIDTH_MULTIPLE = _backend.WIDTH_MULTIPLE

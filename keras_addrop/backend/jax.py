@@ -19,6 +19,44 @@ from keras_addrop.backend.common import merge_repeated_rows  # noqa: F401
 from keras_addrop.backend.common import merges_repeated_rows  # noqa: F401
 from keras_addrop.backend.common import set_global_random_state  # noqa: F401
 
+
+def kth_largest(scores, k, k_max):
+    """The k-th largest value of each float32 row, exactly, by bisection.
+
+    float32 values map to uint32 keys in the same order; 32 halvings of the
+    key range, each a count of the row's keys at or above the middle, find
+    the k-th largest key. On CPU, XLA runs it faster than its top-k: the
+    candidate region of a MiniLM-L6-sized layer (batch 32, 12 heads,
+    length 128, half the scores exact zeros as GA's ties) took 0.124 s
+    against 0.155 s with `top_k` (medians of 7, one quiet run). The
+    position is not known: ties are counted instead.
+    """
+    del k_max  # A top-k's width; the bisection needs none.
+    bits = jax.lax.bitcast_convert_type(scores, jax.numpy.uint32)
+    sign = jax.numpy.uint32(0x80000000)
+    keys = jax.numpy.where(bits >= sign, ~bits, bits | sign)
+    k = jax.numpy.maximum(k, 1).astype("uint32")
+    rows = jax.numpy.broadcast_shapes(keys.shape[:-1] + (1,), k.shape)
+    low = jax.numpy.zeros(rows, "uint32")  # At least k keys are >= low.
+    high = jax.numpy.full(rows, 0xFFFFFFFF, "uint32")
+
+    def halve(_, bounds):
+        low, high = bounds
+        middle = low + (high - low) // 2 + (high - low) % 2
+        enough = (
+            jax.numpy.sum(keys >= middle, -1, keepdims=True, dtype="uint32")
+            >= k
+        )
+        return (
+            jax.numpy.where(enough, middle, low),
+            jax.numpy.where(enough, high, middle - 1),
+        )
+
+    low, _ = jax.lax.fori_loop(0, 32, halve, (low, high))
+    bits = jax.numpy.where(low >= sign, low & ~sign, ~low)
+    return jax.lax.bitcast_convert_type(bits, jax.numpy.float32), None
+
+
 # Each new input shape compiles the step again: batches padded to a multiple
 # of 16 positions keep a GLUE run to a few shapes.
 WIDTH_MULTIPLE = 16

@@ -13,6 +13,7 @@ from keras import ops
 from keras_addrop.backend.common import batch_multiple  # noqa: F401
 from keras_addrop.backend.common import check_called
 from keras_addrop.backend.common import global_random_state  # noqa: F401
+from keras_addrop.backend.common import kth_largest_by_top_k
 from keras_addrop.backend.common import set_global_random_state  # noqa: F401
 
 
@@ -148,6 +149,11 @@ def after(dependency, structure):
         return structure
     with tf.control_dependencies([dependency]):
         return tf.nest.map_structure(tf.identity, structure)
+
+
+def kth_largest(scores, k, k_max):
+    # TensorFlow's top-k puts the earlier of equal values first.
+    return kth_largest_by_top_k(scores, k, k_max, positional_ties=True)
 
 
 # A traced step with relaxed shapes serves every batch width.

@@ -12,6 +12,7 @@ from keras_addrop.backend.common import PythonSwitch
 from keras_addrop.backend.common import after  # noqa: F401
 from keras_addrop.backend.common import batch_multiple  # noqa: F401
 from keras_addrop.backend.common import check_called
+from keras_addrop.backend.common import kth_largest_by_top_k
 from keras_addrop.backend.common import merge_repeated_rows  # noqa: F401
 from keras_addrop.backend.common import merges_repeated_rows  # noqa: F401
 from keras_addrop.backend.common import predict_function  # noqa: F401
@@ -56,6 +57,12 @@ def gradients_of_captured(forward, layers):
         torch.zeros_like(t) if g is None else g
         for t, g in zip(tensors, gradients)
     ], aux
+
+
+def kth_largest(scores, k, k_max):
+    # `torch.topk` returns equal values in any order: no position, the ties
+    # are counted instead.
+    return kth_largest_by_top_k(scores, k, k_max, positional_ties=False)
 
 
 # Eager: no compiled step to reuse across batch shapes.

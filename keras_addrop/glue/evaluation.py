@@ -77,6 +77,9 @@ class GlueEvaluation(keras.callbacks.Callback):
     reference's early stopping). Predictions use the model in inference
     mode, so AD-DROP is never applied.
 
+    Works on the TensorFlow, JAX and PyTorch backends (and under
+    `keras.distribution.DataParallel` on JAX).
+
     Args:
         task: a task name or `keras_addrop.glue.GlueTask`.
         dataset: a batched dataset of `(x, label)` the model can predict on

@@ -81,6 +81,9 @@ class ADDropAttention(keras.layers.MultiHeadAttention):
     Masking: padding and attention masks work as in `MultiHeadAttention`.
     The AD-DROP keep mask is combined with them by a logical AND.
 
+    Runs on the TensorFlow, JAX and PyTorch backends; a `.keras` file saved
+    on one loads on the others with the same outputs.
+
     Args:
         num_heads: int. Number of attention heads.
         key_dim: int. Size of each attention head for query and key.

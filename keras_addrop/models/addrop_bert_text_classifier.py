@@ -33,6 +33,9 @@ class ADDropBertTextClassifier(
     `num_classes`), plus the AD-DROP arguments. A preset holding a fine-tuned
     stock `BertTextClassifier` loads with its classification head.
 
+    Trains on the TensorFlow, JAX and PyTorch backends with the same masks
+    and numbers; `.keras` and `.weights.h5` files move between them.
+
     Args:
         backbone: a `keras_hub.models.BertBackbone`. Its attention layers are
             converted in place (see `keras_addrop.swap_attention`).

@@ -58,6 +58,9 @@ class ADDropModel(ADDropTrainStep, keras.Model):
     defined for self-attention: each layer's queries and keys are the
     positions of the padding-mask input.
 
+    Trains on the TensorFlow, JAX and PyTorch backends with the same AD-DROP
+    (`keras_addrop.ADDropTrainStep`).
+
     Args:
         inputs: the functional inputs; one of them is the padding mask.
         outputs: the logits.

@@ -20,6 +20,9 @@ class ADDropRobertaTextClassifier(
     `addrop_drop_fraction`, and `from_preset` takes preset names, local
     keras-hub folders and local Hugging Face folders.
 
+    Trains on the TensorFlow, JAX and PyTorch backends with the same masks
+    and numbers.
+
     Args:
         backbone: a `keras_hub.models.RobertaBackbone`.
         num_classes: int. Number of classes; 1 for regression.

@@ -26,6 +26,8 @@ def mean_pooling_classifier(
     (the train step keeps Keras from warning about it). It stays trainable
     so that saved optimizer states always match.
 
+    Trains on the TensorFlow, JAX and PyTorch backends.
+
     Args:
         backbone: a keras-hub encoder backbone with a `padding_mask` input
             (`keras_hub.models.BertBackbone`, `RobertaBackbone`, ...).

@@ -18,6 +18,8 @@ def swap_attention(backbone):
     Call it before `compile()` and the first `fit()`: a traced training
     function keeps the code it was traced with.
 
+    Works on the TensorFlow, JAX and PyTorch backends.
+
     Args:
         backbone: a built keras-hub backbone, e.g.
             `keras_hub.models.BertBackbone`.

@@ -5,6 +5,8 @@ import numbers
 import keras
 from keras import ops
 
+from keras_addrop import backend
+
 
 def validate_ratio(name, value):
     """Returns `value` as a float, or raises if it is not in [0, 1]."""
@@ -111,39 +113,29 @@ def top_candidates(attribution, padding_mask, candidate_ratio):
     scores = ops.nan_to_num(ops.cast(attribution, "float32"))
     scores = ops.where(real_key, scores, float("-inf"))
 
-    # The k-th largest of a row is found by a top-k over the largest k any
-    # row can have (ceil(p * length)): cheaper than sorting whole rows (a
-    # MiniLM-L6 layer at batch 32, length 128, on a shared machine: the
-    # region took 0.40 s with a full sort, 0.23 s with this; the whole mask
-    # 0.45 s and 0.30 s). Keys above the k-th value are candidates; among
-    # the keys equal to it (GA has many exact ties: in the last layer every
-    # row but [CLS] is all zeros) the earliest ones fill the rest.
+    # Keys above the row's k-th largest value are candidates; among the keys
+    # equal to it (GA has many exact ties: in the last layer every row but
+    # [CLS] is all zeros) the earliest ones fill the rest.
     length = ops.shape(scores)[-1]
     if isinstance(length, int):
         k_max = max(1, _static_candidate_count(length, candidate_ratio))
     else:
         k_max = ops.maximum(candidate_count(length, candidate_ratio), 1)
-    values, positions = ops.top_k(scores, k_max)
-    at = ops.broadcast_to(ops.maximum(k - 1, 0), ops.shape(scores)[:-1] + (1,))
-    kth = ops.take_along_axis(values, at, axis=-1)
+    kth, kth_position = backend.kth_largest(scores, k, k_max)
     in_region = ops.logical_and(real_key, k > 0)
     above = ops.greater(scores, kth)
     tied = ops.equal(scores, kth)
-    if keras.config.backend() == "torch":
-        # `torch.topk` returns equal values in any order: count the tied
-        # keys along the row instead (the earliest `needed` of them; at
-        # least 1, the k-th key itself). Measured on TensorFlow, this rule
-        # made a MiniLM-L6-sized mask 1.4 times slower than the positional
-        # one below, so it is kept to the backend that needs it.
+    if kth_position is None:
+        # Count the tied keys along the row: the earliest `needed` of them
+        # (at least 1, the k-th key itself).
         needed = k - ops.sum(ops.cast(above, "int32"), axis=-1, keepdims=True)
         tie_rank = ops.cumsum(ops.cast(tied, "int32"), axis=-1)
         in_ties = ops.less_equal(tie_rank, needed)
         is_last = ops.equal(tie_rank, needed)
     else:
-        # TensorFlow's and JAX's top-k put the earlier of equal values
-        # first, so the k-th entry's position settles the ties: the tied
-        # keys up to it are candidates, and it is the lowest-ranked one.
-        kth_position = ops.take_along_axis(positions, at, axis=-1)
+        # The k-th entry of a top-k that puts the earlier of equal values
+        # first settles the ties: the tied keys up to it are candidates, and
+        # it is the lowest-ranked one.
         key_position = ops.arange(length, dtype=kth_position.dtype)
         in_ties = ops.less_equal(key_position, kth_position)
         is_last = ops.equal(key_position, kth_position)
@@ -213,6 +205,9 @@ def addrop_mask(
 
     Pure `keras.ops`, static shapes: it runs eagerly, in `tf.function` and
     under XLA.
+
+    The same candidates on the TensorFlow, JAX and PyTorch backends (ties
+    included).
 
     Args:
         attribution: float tensor of shape `(batch, heads, query, key)`.
