@@ -270,9 +270,10 @@ def _add_training_arguments(parser):
         "--strategy",
         choices=("none", "mirrored", "multi-worker"),
         default="none",
-        help="tf.distribute strategy: MirroredStrategy over the local "
-        "devices, or MultiWorkerMirroredStrategy over the cluster in "
-        "TF_CONFIG.",
+        help="Data parallelism over the local devices: MirroredStrategy on "
+        "TensorFlow, keras.distribution.DataParallel on JAX; or "
+        "MultiWorkerMirroredStrategy over the cluster in TF_CONFIG "
+        "(TensorFlow only). PyTorch: none only.",
     )
     parser.add_argument(
         "--verbose",

