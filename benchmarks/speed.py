@@ -324,8 +324,70 @@ def summarize(times):
 
 PARTS = (
     "steps", "plain_overhead", "merge_overhead", "epoch_pair", "memory",
-    "batching", "xla",
+    "batching", "xla", "backends",
 )  # fmt: skip
+
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def backend_ratios(length, batch_size, rounds, backends=BACKENDS):
+    """The three steps on every backend, each backend in its own process
+    (`backend_worker.py`), rounds sent to the backends in turn."""
+    workers = {}
+    try:
+        for backend in backends:  # One at a time: each compiles alone.
+            worker = subprocess.Popen(
+                [sys.executable, os.path.join(HERE, "backend_worker.py"),
+                 "--length", str(length), "--batch-size", str(batch_size)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                env=dict(os.environ, KERAS_BACKEND=backend),
+            )  # fmt: skip
+            ready = worker.stdout.readline()
+            if not ready:
+                raise RuntimeError(f"the {backend} worker did not start")
+            workers[backend] = worker
+        times = {backend: {} for backend in backends}
+        for round_ in range(rounds):
+            # The order rotates, so no backend always follows another.
+            turn = round_ % len(backends)
+            for backend in backends[turn:] + backends[:turn]:
+                worker = workers[backend]
+                worker.stdin.write("round\n")
+                worker.stdin.flush()
+                for name, seconds in json.loads(
+                    worker.stdout.readline()
+                ).items():
+                    times[backend].setdefault(name, []).append(seconds)
+    finally:
+        for worker in workers.values():
+            worker.stdin.close()
+            worker.wait()
+    medians = {
+        backend: {name: statistics.median(t) for name, t in steps.items()}
+        for backend, steps in times.items()
+    }
+    reference = medians.get("tensorflow", {}).get("plain_stock")
+    ratios = {}
+    for backend, median in medians.items():
+        plain = median["plain_stock"]
+        ratios[backend] = {
+            "addrop_over_plain_stock": median["addrop_ga_all_layers"] / plain,
+            "plain_addrop_classifier_over_plain_stock": median[
+                "plain_addrop_classifier"
+            ]
+            / plain,
+            "plain_stock_over_tensorflow": plain / reference
+            if reference
+            else None,
+        }
+    return {
+        "seconds": times,
+        "median_seconds": medians,
+        "ratios": ratios,
+        "rounds": rounds,
+    }
 
 
 def xla_ratios(preset, x, y, rounds):
@@ -477,6 +539,7 @@ def table(results):
     ]
     for name, get, target in rows:
         lines.append(f"| {name} | {cells(get)} | {target} |")
+    lines += backend_table(results, lengths)
     batching = results.get("batching", {})
     if batching:
         lines += [
@@ -494,6 +557,60 @@ def table(results):
     return "\n".join(lines)
 
 
+def backend_table(results, lengths):
+    """Rows of the per-backend table, from `--parts backends`."""
+    entries = {
+        length: results["lengths"][length].get("backends") for length in lengths
+    }
+    if not any(entries.values()):
+        return []
+    lines = [
+        "",
+        "| ratio of medians, per backend | "
+        + " | ".join(f"length {length}" for length in lengths)
+        + " |",
+        "|---|" + "---|" * len(lengths),
+    ]
+    rows = (
+        ("AD-DROP step (GA, all layers) / stock plain step",
+         "addrop_ga_all_layers", "plain_stock"),
+        ("AD-DROP step / plain step of the AD-DROP classifier",
+         "addrop_ga_all_layers", "plain_addrop_classifier"),
+        ("plain step of the AD-DROP classifier / stock plain step",
+         "plain_addrop_classifier", "plain_stock"),
+    )  # fmt: skip
+    backends = [b for b in BACKENDS if any(
+        e and b in e["median_seconds"] for e in entries.values()
+    )]  # fmt: skip
+    for backend in backends:
+        for name, top, bottom in rows:
+            cells = []
+            for length in lengths:
+                median = (entries[length] or {}).get("median_seconds", {})
+                median = median.get(backend)
+                cells.append(
+                    f"{median[top] / median[bottom]:.2f}" if median else "-"
+                )
+            lines.append(f"| {backend}: {name} | " + " | ".join(cells) + " |")
+    cells = []
+    for length in lengths:
+        median = (entries[length] or {}).get("median_seconds", {})
+        cells.append(
+            " / ".join(
+                f"{median[b]['plain_stock'] / median['tensorflow']['plain_stock']:.2f}"
+                for b in backends
+            )
+            if median
+            else "-"
+        )
+    lines.append(
+        f"| stock plain step / TensorFlow's ({', '.join(backends)}) | "
+        + " | ".join(cells)
+        + " |"
+    )
+    return lines
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[128, 64])
@@ -502,6 +619,7 @@ def main():
     parser.add_argument("--iga-rounds", type=int, default=3)
     parser.add_argument("--plain-rounds", type=int, default=15)
     parser.add_argument("--xla-rounds", type=int, default=4)
+    parser.add_argument("--backend-rounds", type=int, default=5)
     parser.add_argument("--epoch-steps", type=int, default=20)
     parser.add_argument("--epoch-repeats", type=int, default=2)
     parser.add_argument(
@@ -585,6 +703,12 @@ def main():
         if "xla" in args.parts:
             entry["xla"] = xla_ratios(preset, x, y, args.xla_rounds)
             save()
+        if "backends" in args.parts:
+            entry["backends"] = backend_ratios(
+                length, args.batch_size, args.backend_rounds
+            )
+            save()
+            print(json.dumps(entry["backends"]["ratios"], indent=1))
         if "memory" in args.parts:
             memory = {
                 kind: peak_memory(kind, length, args.batch_size)
