@@ -22,6 +22,7 @@ import keras_hub  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from speed import addrop_classifier  # noqa: E402
 from speed import batch  # noqa: E402
 from speed import compiled  # noqa: E402
 
@@ -38,15 +39,7 @@ def build_steps(preset, x, y):
     )
 
     def addrop(enabled):
-        model = compiled(
-            keras_addrop.models.ADDropBertTextClassifier.from_preset(
-                preset,
-                num_classes=2,
-                preprocessor=None,
-                addrop_layers="all",
-                seed=0,
-            )
-        )
+        model = addrop_classifier(preset, addrop_layers="all")
         model.addrop_enabled = enabled
         return model
 

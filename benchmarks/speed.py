@@ -57,6 +57,15 @@ def compiled(model, **kwargs):
     return model
 
 
+def addrop_classifier(preset, **kwargs):
+    """A compiled AD-DROP classifier of the preset, seed 0."""
+    return compiled(
+        keras_addrop.models.ADDropBertTextClassifier.from_preset(
+            preset, num_classes=2, preprocessor=None, seed=0, **kwargs
+        )
+    )
+
+
 def build_configs(preset, x, y):
     """name -> a function running one timed unit of work."""
     stock = compiled(
@@ -66,11 +75,7 @@ def build_configs(preset, x, y):
     )
 
     def addrop(**kwargs):
-        return compiled(
-            keras_addrop.models.ADDropBertTextClassifier.from_preset(
-                preset, num_classes=2, preprocessor=None, seed=0, **kwargs
-            )
-        )
+        return addrop_classifier(preset, **kwargs)
 
     plain_addrop = addrop(addrop_layers="all")
     plain_addrop.addrop_enabled = False
@@ -139,15 +144,7 @@ def epoch_pair_ratio(preset, x, y, steps, repeats):
     """
     dataset = tf.data.Dataset.from_tensor_slices((x, y))
     dataset = dataset.repeat(steps).batch(len(y)).cache()
-    model = compiled(
-        keras_addrop.models.ADDropBertTextClassifier.from_preset(
-            preset,
-            num_classes=2,
-            preprocessor=None,
-            addrop_layers="all",
-            seed=0,
-        )
-    )
+    model = addrop_classifier(preset, addrop_layers="all")
     model.fit(dataset.take(2), epochs=2, verbose=0)  # Trace both branches.
     pairs, plains, epoch_ratios, fractions = [], [], [], []
 

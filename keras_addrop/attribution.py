@@ -86,7 +86,8 @@ def _default_layers(model):
     return layers
 
 
-def validate_ig_steps(name, value):
+def validate_positive_int(name, value):
+    """Returns `value` as an int, or raises if it is not an int >= 1."""
     if (
         isinstance(value, bool)
         or not isinstance(value, numbers.Integral)
@@ -210,8 +211,8 @@ def compute_attribution(
     """
     validate_choice("method", method, METHODS)
     validate_choice("labels", labels, LABELS)
-    ig_steps = validate_ig_steps("ig_steps", ig_steps)
-    ig_steps_per_pass = validate_ig_steps(
+    ig_steps = validate_positive_int("ig_steps", ig_steps)
+    ig_steps_per_pass = validate_positive_int(
         "ig_steps_per_pass", ig_steps_per_pass
     )
     layers = list(_default_layers(model) if layers is None else layers)

@@ -13,7 +13,7 @@ from keras_addrop.attribution import LABELS
 from keras_addrop.attribution import METHODS
 from keras_addrop.attribution import compute_attribution
 from keras_addrop.attribution import validate_choice
-from keras_addrop.attribution import validate_ig_steps
+from keras_addrop.attribution import validate_positive_int
 from keras_addrop.layers.addrop_attention import addrop_scope
 from keras_addrop.ops.addrop_mask import addrop_mask
 from keras_addrop.ops.addrop_mask import keep_mask_from_candidates
@@ -128,7 +128,7 @@ class ADDropTrainStep(backend.TrainStep):
         self.drop_region = validate_choice(
             "drop_region", drop_region, DROP_REGIONS
         )
-        self.ig_steps = validate_ig_steps("ig_steps", ig_steps)
+        self.ig_steps = validate_positive_int("ig_steps", ig_steps)
         num_layers = len(self._addrop_all_attention_layers())
         self._addrop_layer_indices = resolve_layer_indices(
             addrop_layers, num_layers

@@ -15,26 +15,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras_addrop  # noqa: E402
 from keras_addrop import backend  # noqa: E402
-from tests.test_case import tiny_backbone  # noqa: E402
+from tests.test_case import deterministic_model  # noqa: E402
 from tests.test_case import tiny_batch  # noqa: E402
-
-
-def build(dropout=0.0):
-    # q = 1 and no dropout: every step is a function of the weights.
-    keras.utils.set_random_seed(0)
-    model = keras_addrop.models.ADDropBertTextClassifier(
-        tiny_backbone(dropout=dropout),
-        num_classes=2,
-        dropout=dropout,
-        addrop_layers="all",
-        candidate_ratio=0.5,
-        drop_rate=1.0,
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-2),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    return model
 
 
 def fit(model, x, y):
@@ -55,11 +37,11 @@ def main():
     data_parallel = keras.distribution.DataParallel(devices=devices)
     report = {"devices": len(devices)}
 
-    single = build()
+    single = deterministic_model()
     report["single_history"] = fit(single, x, y)
     with data_parallel.scope():
         report["batch_multiple"] = backend.batch_multiple()
-        parallel = build()
+        parallel = deterministic_model()
         report["parallel_history"] = fit(parallel, x, y)
         report["max_weight_difference"] = float(
             max(
@@ -74,7 +56,7 @@ def main():
             np.abs(predicted - single.predict_on_batch(few)).max()
         )
         # Dropout draws from the seed generators in the step's state.
-        noisy = build(dropout=0.1)
+        noisy = deterministic_model(dropout=0.1)
         report["dropout_history"] = fit(noisy, x, y)
     mesh = keras.distribution.DeviceMesh((2,), ["model"], devices)
     model_parallel = keras.distribution.ModelParallel(
@@ -82,7 +64,7 @@ def main():
     )
     with model_parallel.scope():
         try:
-            fit(build(), x, y)
+            fit(deterministic_model(), x, y)
             report["model_parallel_error"] = None
         except ValueError as error:
             report["model_parallel_error"] = str(error)

@@ -11,29 +11,11 @@ from keras_addrop.attribution import compute_attribution
 from keras_addrop.models import ADDropBertTextClassifier
 from keras_addrop.ops.addrop_mask import top_candidates
 from tests.test_case import TestCase
+from tests.test_case import deterministic_model
 from tests.test_case import tiny_backbone
 from tests.test_case import tiny_batch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def deterministic_model(**kwargs):
-    """Dropout 0 and q = 1: every step is a function of the weights."""
-    keras.utils.set_random_seed(0)
-    model = ADDropBertTextClassifier(
-        tiny_backbone(),
-        num_classes=2,
-        dropout=0.0,
-        addrop_layers="all",
-        candidate_ratio=0.5,
-        drop_rate=1.0,
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-2),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        **kwargs,
-    )
-    return model
 
 
 def script_report(name):

@@ -76,6 +76,28 @@ def backend_pair_model():
     )
 
 
+def deterministic_model(dropout=0.0, **compile_kwargs):
+    """An AD-DROP classifier whose steps are functions of the weights with
+    `dropout=0`: every layer, q = 1. Adam at 1e-2."""
+    from keras_addrop.models import ADDropBertTextClassifier
+
+    keras.utils.set_random_seed(0)
+    model = ADDropBertTextClassifier(
+        tiny_backbone(dropout=dropout),
+        num_classes=2,
+        dropout=dropout,
+        addrop_layers="all",
+        candidate_ratio=0.5,
+        drop_rate=1.0,
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        **compile_kwargs,
+    )
+    return model
+
+
 def dense_gradient_step(model, x, y, optimizer):
     """One step of `model` whose embedding gradients are made dense.
 

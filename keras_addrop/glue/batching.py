@@ -5,6 +5,8 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
+from keras_addrop.attribution import validate_positive_int
+
 
 def sample_indices(labels, limit=None, few_shot=None, seed=0):
     """Indices of a seeded subset of a training set.
@@ -200,19 +202,10 @@ def preprocessed_batches(
             "Invalid value for argument `initial_epoch`: expected an int >= "
             f"0. Received: initial_epoch={initial_epoch!r}"
         )
-    for name, value in (
-        ("pad_to_multiple_of", pad_to_multiple_of),
-        ("batch_multiple", batch_multiple),
-    ):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, numbers.Integral)
-            or value < 1
-        ):
-            raise ValueError(
-                f"Invalid value for argument `{name}`: expected a positive "
-                f"int. Received: {name}={value!r}"
-            )
+    pad_to_multiple_of = validate_positive_int(
+        "pad_to_multiple_of", pad_to_multiple_of
+    )
+    batch_multiple = validate_positive_int("batch_multiple", batch_multiple)
     if batch_size % batch_multiple:
         raise ValueError(
             "`batch_size` must be a multiple of `batch_multiple` (a "
