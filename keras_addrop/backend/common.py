@@ -1,7 +1,7 @@
-"""What several backends share: JAX's and PyTorch's Python switch,
-prediction and no-op TensorFlow workarounds, TensorFlow's and JAX's
-(absent) global random state, and the check that every captured layer was
-called."""
+"""What several backends share: JAX's and PyTorch's Python switch and
+no-op TensorFlow workarounds, PyTorch's prediction, a top-k for the k-th
+largest score, TensorFlow's and JAX's (absent) global random state, and the
+check that every captured layer was called."""
 
 import keras
 import numpy as np

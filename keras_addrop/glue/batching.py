@@ -92,6 +92,12 @@ def _preprocess_all(dataset, preprocessor, labelled):
     return x, y
 
 
+def _usable_count(count, batch_size, batch_multiple):
+    """Examples an epoch uses when its last batch is cut to a multiple of
+    `batch_multiple`."""
+    return count - count % batch_size % batch_multiple
+
+
 def _batch_order(lengths, batch_size, length_aware, rng, batch_multiple=1):
     """Lists of example indices, one per batch.
 
@@ -103,7 +109,7 @@ def _batch_order(lengths, batch_size, length_aware, rng, batch_multiple=1):
     count = len(lengths)
     order = rng.permutation(count) if rng is not None else np.arange(count)
     # The examples that sit this epoch out are the shuffle's last ones.
-    count -= count % batch_size % batch_multiple
+    count = _usable_count(count, batch_size, batch_multiple)
     order = order[:count]
     if length_aware:
         window = 50 * batch_size
@@ -227,7 +233,7 @@ def preprocessed_batches(
     # epochs already trained.
     for _ in range(initial_epoch if shuffle else 0):
         order()
-    count = len(lengths) - len(lengths) % batch_size % batch_multiple
+    count = _usable_count(len(lengths), batch_size, batch_multiple)
     if count == 0:
         raise ValueError(
             f"The dataset has {len(lengths)} example(s), fewer than "
