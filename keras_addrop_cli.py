@@ -4,8 +4,9 @@ This module sits beside the `keras_addrop` package, not in it, because
 importing the package loads Keras, keras-hub and TensorFlow: seconds, and a
 dozen lines of TensorFlow's C++ logs. Here the arguments are parsed with the
 standard library alone, so `--help` and argument errors answer at once, and
-the package is imported only for a command that runs, with TensorFlow's
-start-up logs hidden unless `--backend-logs` asks for them.
+the package is imported only for a command that runs, with TensorFlow's and
+XLA's C++ log lines hidden for the whole command unless `--backend-logs`
+asks for them.
 """
 
 import argparse
@@ -80,8 +81,10 @@ def _add_backend_logs_argument(parser):
     parser.add_argument(
         "--backend-logs",
         action="store_true",
-        help="Show the log lines TensorFlow writes while it starts (CUDA "
-        "probing, CPU features); hidden by default.",
+        help="Show the log lines TensorFlow and XLA write from C++ (CUDA "
+        "probing, CPU features, tf.data and kernel notices, at start-up and "
+        "during training); hidden by default, and shown before the traceback "
+        "of an unexpected error.",
     )
 
 
@@ -394,52 +397,68 @@ def build_parser():
 
 
 @contextlib.contextmanager
-def _hidden_standard_error():
-    """Sends file descriptor 2 to a file for the block, where TensorFlow's C++
-    logging writes (below Python's `sys.stderr`, so only a descriptor swap
-    hides it). When the block fails, what it wrote is shown after all."""
+def _native_logs_hidden():
+    """Hides what C++ code writes to standard error for the block.
+
+    TensorFlow's and XLA's C++ logging writes to file descriptor 2 directly,
+    below Python's `sys.stderr`, and not only while TensorFlow starts: the
+    `tf.data` pipeline and some kernels log on first use, from inside `fit`,
+    and which lines come depends on the CPU and the build. So the
+    descriptor is sent to a temporary file for the whole block, while
+    Python's `sys.stderr` (warnings, the command's own errors, tracebacks)
+    moves to a copy of the real standard error and stays visible. When the
+    block fails, the hidden lines are shown before the error.
+    """
     sys.stderr.flush()
     try:
-        saved = os.dup(2)
+        real = os.dup(2)
     except OSError:  # No standard error at all: nothing to hide.
         yield
         return
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
+    python_stderr = sys.stderr
+    try:
+        writes_to_descriptor_2 = python_stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # e.g. a StringIO
+        writes_to_descriptor_2 = False
+    if writes_to_descriptor_2:
+        # A stream of its own (never closed here): a logging handler made
+        # inside the block keeps writing to the real standard error after it.
+        sys.stderr = os.fdopen(
+            os.dup(real),
+            "w",
+            buffering=1,
+            encoding=python_stderr.encoding,
+            errors="backslashreplace",
+        )
+    with tempfile.TemporaryFile() as hidden:
+        os.dup2(hidden.fileno(), 2)
         try:
             yield
         except BaseException:
             sys.stderr.flush()
-            os.dup2(saved, 2)
-            captured.seek(0)
-            os.write(2, captured.read())
+            hidden.seek(0)
+            os.write(real, hidden.read())
             raise
         finally:
             sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
+            sys.stderr = python_stderr
+            os.dup2(real, 2)
+            os.close(real)
 
 
-def _start(backend_logs):
-    """Imports the package and lets TensorFlow find its devices, the two
-    moments it logs at, hidden unless `backend_logs`."""
-    hidden = (
-        contextlib.nullcontext() if backend_logs else _hidden_standard_error()
-    )
-    with hidden:
-        import tensorflow as tf
+def _start():
+    """Imports the package and lets TensorFlow find its devices."""
+    import tensorflow as tf
 
-        import keras_addrop  # noqa: F401 (registers the serializable classes)
+    import keras_addrop  # noqa: F401 (registers the serializable classes)
 
-        # keras-hub preprocesses with TensorFlow on every backend; TensorFlow
-        # probes for CUDA when it first lists its devices.
-        tf.config.list_physical_devices()
+    # keras-hub preprocesses with TensorFlow on every backend; TensorFlow
+    # probes for CUDA when it first lists its devices.
+    tf.config.list_physical_devices()
 
 
-def main(argv=None):
-    """Runs one command; returns the exit code (2 for a user's error)."""
-    args = build_parser().parse_args(argv)
-    _start(args.backend_logs)
+def _run(args):
+    _start()
     from keras_addrop import reports
     from keras_addrop import runs
 
@@ -465,6 +484,20 @@ def main(argv=None):
         print(f"keras-addrop: error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv=None):
+    """Runs one command; returns the exit code (2 for a user's error).
+
+    The backends' C++ log lines are hidden for the whole command (shown
+    with `--backend-logs`, or when the command fails with an error that is
+    not the user's).
+    """
+    args = build_parser().parse_args(argv)
+    if args.backend_logs:
+        return _run(args)
+    with _native_logs_hidden():
+        return _run(args)
 
 
 def entry_point():

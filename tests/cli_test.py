@@ -424,15 +424,17 @@ class QuietStartTest(TestCase):
         for line in log_lines(started.stderr):
             self.assertIn(line, log_lines(loud.stderr))
 
-    def test_hidden_standard_error_is_shown_when_the_block_fails(self):
+    def test_hidden_native_lines_are_shown_when_the_block_fails(self):
         code = textwrap.dedent(
             """
             import os
+            import sys
             import keras_addrop_cli
-            with keras_addrop_cli._hidden_standard_error():
+            with keras_addrop_cli._native_logs_hidden():
                 os.write(2, b"hidden\\n")
+                print("python's own", file=sys.stderr)
             os.write(2, b"after\\n")
-            with keras_addrop_cli._hidden_standard_error():
+            with keras_addrop_cli._native_logs_hidden():
                 os.write(2, b"the reason it failed\\n")
                 raise ImportError("no module")
             """
@@ -442,7 +444,9 @@ class QuietStartTest(TestCase):
         )
         self.assertNotIn("hidden", result.stderr)
         self.assertTrue(
-            result.stderr.startswith("after\nthe reason it failed\n"),
+            result.stderr.startswith(
+                "python's own\nafter\nthe reason it failed\n"
+            ),
             result.stderr,
         )
         self.assertIn("ImportError: no module", result.stderr)
@@ -461,18 +465,73 @@ def command(*argv):
     return [sys.executable, "-m", "keras_addrop_cli", *argv]
 
 
+def noisy_command(*argv):
+    """The command line, writing `native_log_script.LINE` through
+    TensorFlow's C++ logging inside every training step."""
+    script = os.path.join(os.path.dirname(__file__), "native_log_script.py")
+    return [sys.executable, script, *argv]
+
+
+# What the test script logs from C++; any level shows the line.
+NATIVE_LINE = "keras-addrop test: a C++ log line from inside a training step"
+NATIVE_LOGS = {"TF_CPP_MIN_LOG_LEVEL": "0"}
+
+
+class NativeLogsTest(_Fixtures):
+    """TensorFlow's C++ lines from inside `fit` are hidden for the whole
+    run, whichever lines this machine's CPU makes TensorFlow write."""
+
+    def finetune(self, *extra, env=None):
+        output = os.path.join(self.get_temp_dir(), "run")
+        return subprocess.run(
+            noisy_command(
+                "finetune", *self.common, "--no-save-model", "--output",
+                output, *extra,
+            ),
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, **NATIVE_LOGS, **(env or {})),
+        )  # fmt: skip
+
+    def test_lines_logged_inside_training_steps_are_hidden_unless_asked(self):
+        quiet = self.finetune()
+        self.assertEqual(quiet.returncode, 0, msg=quiet.stderr[-3000:])
+        self.assertIn("best accuracy", quiet.stdout)
+        self.assertEqual(quiet.stderr, "")
+        loud = self.finetune("--backend-logs")
+        self.assertEqual(loud.returncode, 0, msg=loud.stderr[-3000:])
+        # One line a step at least: 3 training batches an epoch, 2 epochs.
+        self.assertGreaterEqual(loud.stderr.count(NATIVE_LINE), 6)
+
+    def test_an_unexpected_error_shows_the_hidden_lines_and_its_traceback(
+        self,
+    ):
+        failed = self.finetune(env={"FAIL_AFTER_FIT": "1"})
+        self.assertEqual(failed.returncode, 1)
+        self.assertIn(NATIVE_LINE, failed.stderr)
+        self.assertIn("RuntimeError: a bug after training", failed.stderr)
+        # The hidden lines come first, then Python's traceback.
+        self.assertLess(
+            failed.stderr.rindex(NATIVE_LINE),
+            failed.stderr.index("Traceback"),
+        )
+
+
 class OtherBackendsTest(_Fixtures):
-    """The command line on JAX and PyTorch, each in a fresh process."""
+    """The command line on JAX and PyTorch, each in a fresh process, with a
+    C++ log line from inside every training step (hidden)."""
 
     def finetune(self, backend, *extra, env=None):
         if importlib.util.find_spec(backend) is None:
             self.skipTest(f"{backend} is not installed")
         output = os.path.join(self.get_temp_dir(), backend)
         result = subprocess.run(
-            command("finetune", *self.common, "--output", output, *extra),
+            noisy_command("finetune", *self.common, "--output", output, *extra),
             capture_output=True,
             text=True,
-            env=dict(os.environ, KERAS_BACKEND=backend, **(env or {})),
+            env=dict(
+                os.environ, KERAS_BACKEND=backend, **NATIVE_LOGS, **(env or {})
+            ),
         )
         results = None
         if result.returncode == 0:
@@ -494,7 +553,7 @@ class OtherBackendsTest(_Fixtures):
         self.assertCrossTuned(result, process)
         self.assertEqual(result["backend"], "jax")
         self.assertEqual(result["config"]["strategy"], "mirrored")
-        # A quiet start: nothing on standard error.
+        # A quiet run: nothing on standard error.
         self.assertEqual(process.stderr, "")
         process, _ = self.finetune("jax", "--strategy", "multi-worker")
         self.assertEqual(process.returncode, 2)
