@@ -1,7 +1,5 @@
 """Attribution of predictions to attention weights (AD-DROP's step 1-3)."""
 
-import numbers
-
 import keras
 from keras import ops
 
@@ -9,6 +7,8 @@ from keras_addrop import backend
 from keras_addrop.backend.common import check_called
 from keras_addrop.layers.addrop_attention import ADDropAttention
 from keras_addrop.layers.addrop_attention import addrop_scope
+from keras_addrop.validation import validate_choice
+from keras_addrop.validation import validate_positive_int
 
 LABELS = ("pseudo", "gold")
 METHODS = ("gradient", "integrated_gradients", "attention", "random")
@@ -19,15 +19,6 @@ METHODS = ("gradient", "integrated_gradients", "attention", "random")
 # back. With 2**10, the top-30% candidates agree with float32's on more
 # than 95% of positions (tests/distribute_test.py).
 FLOAT16_TARGET_SCALE = 1024.0
-
-
-def validate_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(
-            f"Invalid value for argument `{name}`: expected one of "
-            f"{list(choices)}. Received: {name}={value!r}"
-        )
-    return value
 
 
 def attribution_target(y_pred, y=None, labels="pseudo"):
@@ -84,20 +75,6 @@ def _default_layers(model):
             f"model={type(model).__name__}, layers=None"
         )
     return layers
-
-
-def validate_positive_int(name, value):
-    """Returns `value` as an int, or raises if it is not an int >= 1."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or value < 1
-    ):
-        raise ValueError(
-            f"Invalid value for argument `{name}`: expected a positive "
-            f"integer. Received: {name}={value!r}"
-        )
-    return int(value)
 
 
 def _check_layers(layers):

@@ -12,14 +12,17 @@ from keras_addrop import backend
 from keras_addrop.attribution import LABELS
 from keras_addrop.attribution import METHODS
 from keras_addrop.attribution import compute_attribution
-from keras_addrop.attribution import validate_choice
-from keras_addrop.attribution import validate_positive_int
 from keras_addrop.layers.addrop_attention import addrop_scope
 from keras_addrop.ops.addrop_mask import addrop_mask
 from keras_addrop.ops.addrop_mask import keep_mask_from_candidates
 from keras_addrop.ops.addrop_mask import random_candidates
-from keras_addrop.ops.addrop_mask import validate_ratio
 from keras_addrop.optimizers import merge_repeated_rows
+from keras_addrop.validation import invalid_argument
+from keras_addrop.validation import validate_bool
+from keras_addrop.validation import validate_choice
+from keras_addrop.validation import validate_optional_int
+from keras_addrop.validation import validate_positive_int
+from keras_addrop.validation import validate_ratio
 
 DROP_REGIONS = ("high", "low")
 
@@ -35,10 +38,10 @@ def resolve_layer_indices(addrop_layers, num_layers):
     """Validates `addrop_layers` and returns it as a sorted tuple of ints."""
     if isinstance(addrop_layers, str):
         if addrop_layers != "all":
-            raise ValueError(
-                "Invalid value for argument `addrop_layers`: expected 'all' "
-                "or a sequence of layer indices (0 is the first layer). "
-                f"Received: addrop_layers={addrop_layers!r}"
+            raise invalid_argument(
+                "addrop_layers",
+                "'all' or a sequence of layer indices (0 is the first layer)",
+                addrop_layers,
             )
         return tuple(range(num_layers))
     if isinstance(addrop_layers, numbers.Integral):
@@ -56,10 +59,10 @@ def resolve_layer_indices(addrop_layers, num_layers):
         or len(set(indices)) != len(indices)
         or any(not 0 <= i < num_layers for i in indices)
     ):
-        raise ValueError(
-            "Invalid value for argument `addrop_layers`: expected 'all' or "
-            f"distinct layer indices in [0, {num_layers}). Received: "
-            f"addrop_layers={addrop_layers!r}"
+        raise invalid_argument(
+            "addrop_layers",
+            f"'all' or distinct layer indices in [0, {num_layers})",
+            addrop_layers,
         )
     return tuple(sorted(int(i) for i in indices))
 
@@ -136,21 +139,10 @@ class ADDropTrainStep(backend.TrainStep):
         self.addrop_layers = (
             "all" if addrop_layers == "all" else self._addrop_layer_indices
         )
-        if seed is not None and (
-            isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
-        ):
-            raise ValueError(
-                "Invalid value for argument `seed`: expected an int or None. "
-                f"Received: seed={seed!r}"
-            )
-        self.seed = seed
-        if not isinstance(merge_repeated_rows, bool):
-            raise ValueError(
-                "Invalid value for argument `merge_repeated_rows`: expected "
-                f"True or False. Received: merge_repeated_rows="
-                f"{merge_repeated_rows!r}"
-            )
-        self.merge_repeated_rows = merge_repeated_rows
+        self.seed = validate_optional_int("seed", seed)
+        self.merge_repeated_rows = validate_bool(
+            "merge_repeated_rows", merge_repeated_rows
+        )
         self._addrop_seed_generator = keras.random.SeedGenerator(seed)
         self._addrop_drop_fraction = keras.metrics.Mean(name=DROP_FRACTION)
         # One step's drops, for `compute_metrics` (set while a step runs or

@@ -1,11 +1,10 @@
 """Sampling and length-aware batching of GLUE examples."""
 
-import numbers
-
 import numpy as np
 import tensorflow as tf
 
-from keras_addrop.attribution import validate_positive_int
+from keras_addrop.validation import validate_non_negative_int
+from keras_addrop.validation import validate_positive_int
 
 
 def sample_indices(labels, limit=None, few_shot=None, seed=0):
@@ -30,12 +29,9 @@ def sample_indices(labels, limit=None, few_shot=None, seed=0):
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     indices = np.arange(len(labels))
+    limit = validate_positive_int("limit", limit, allow_none=True)
+    few_shot = validate_positive_int("few_shot", few_shot, allow_none=True)
     if few_shot is not None:
-        if few_shot < 1:
-            raise ValueError(
-                f"`few_shot` must be a positive integer. Received: "
-                f"few_shot={few_shot}"
-            )
         if labels.dtype.kind == "f":
             raise ValueError(
                 "Few-shot sampling draws examples per class, so it needs "
@@ -52,13 +48,8 @@ def sample_indices(labels, limit=None, few_shot=None, seed=0):
                 )
             chosen.append(rng.choice(members, size=few_shot, replace=False))
         indices = np.concatenate(chosen)
-    if limit is not None:
-        if limit < 1:
-            raise ValueError(
-                f"`limit` must be a positive integer. Received: limit={limit}"
-            )
-        if limit < len(indices):
-            indices = rng.choice(indices, size=limit, replace=False)
+    if limit is not None and limit < len(indices):
+        indices = rng.choice(indices, size=limit, replace=False)
     return np.sort(indices)
 
 
@@ -199,15 +190,7 @@ def preprocessed_batches(
     )
     ```
     """
-    if (
-        isinstance(initial_epoch, bool)
-        or not isinstance(initial_epoch, numbers.Integral)
-        or initial_epoch < 0
-    ):
-        raise ValueError(
-            "Invalid value for argument `initial_epoch`: expected an int >= "
-            f"0. Received: initial_epoch={initial_epoch!r}"
-        )
+    initial_epoch = validate_non_negative_int("initial_epoch", initial_epoch)
     pad_to_multiple_of = validate_positive_int(
         "pad_to_multiple_of", pad_to_multiple_of
     )

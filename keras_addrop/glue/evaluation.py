@@ -10,6 +10,7 @@ from keras_addrop import backend
 from keras_addrop.glue.metrics import glue_metrics
 from keras_addrop.glue.metrics import predictions_from_outputs
 from keras_addrop.glue.tasks import get_task
+from keras_addrop.validation import validate_positive_int
 
 
 def evaluate_glue(model, task, dataset):
@@ -109,12 +110,9 @@ class GlueEvaluation(keras.callbacks.Callback):
         self.task = get_task(task)
         _check_labelled(dataset)
         self.dataset = dataset
-        if patience is not None and patience < 1:
-            raise ValueError(
-                "`patience` must be a positive integer or None. Received: "
-                f"patience={patience}"
-            )
-        self.patience = patience
+        self.patience = validate_positive_int(
+            "patience", patience, allow_none=True
+        )
         self._initial_history = list(history or [])
         self.on_train_begin()
 

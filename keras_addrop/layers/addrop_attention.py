@@ -5,6 +5,7 @@ import keras
 from keras import ops
 
 from keras_addrop.api_export import keras_addrop_export
+from keras_addrop.validation import invalid_argument
 
 # MirroredStrategy runs each replica's step in its own thread, so a
 # thread-local scope gives every replica its own masks and captures.
@@ -146,10 +147,10 @@ class ADDropAttention(keras.layers.MultiHeadAttention):
                 **kwargs,
             )
         if len(query.shape) != 4:
-            raise ValueError(
-                "AD-DROP masks one key axis per head, so `ADDropAttention` "
-                "needs the default `attention_axes`. Received: "
-                f"attention_axes={self._attention_axes}"
+            raise invalid_argument(
+                "attention_axes",
+                "None, the default (AD-DROP masks one key axis per head)",
+                self._attention_axes,
             )
 
         # The explicit path of MultiHeadAttention, with the keep mask merged

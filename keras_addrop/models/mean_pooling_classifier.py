@@ -2,6 +2,8 @@ import keras
 
 from keras_addrop.api_export import keras_addrop_export
 from keras_addrop.models.addrop_model import ADDropModel
+from keras_addrop.validation import validate_positive_int
+from keras_addrop.validation import validate_ratio
 
 
 @keras_addrop_export("keras_addrop.models.mean_pooling_classifier")
@@ -59,15 +61,8 @@ def mean_pooling_classifier(
     )
     ```
     """
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(
-            f"`num_classes` must be an int >= 1. Received: "
-            f"num_classes={num_classes!r}"
-        )
-    if not 0 <= dropout < 1:
-        raise ValueError(
-            f"`dropout` must be in [0, 1). Received: dropout={dropout!r}"
-        )
+    num_classes = validate_positive_int("num_classes", num_classes)
+    dropout = validate_ratio("dropout", dropout, include_one=False)
     inputs = backbone.input
     if not isinstance(inputs, dict) or "padding_mask" not in inputs:
         raise ValueError(

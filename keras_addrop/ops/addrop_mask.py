@@ -1,27 +1,10 @@
 import fractions
-import math
-import numbers
 
 import keras
 from keras import ops
 
 from keras_addrop import backend
-
-
-def validate_ratio(name, value):
-    """Returns `value` as a float, or raises if it is not in [0, 1]."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-        or not 0.0 <= value <= 1.0
-    ):
-        raise ValueError(
-            f"Invalid value for argument `{name}`: expected a float between "
-            f"0 and 1. Received: {name}={value!r}"
-        )
-    return float(value)
-
+from keras_addrop.validation import validate_ratio
 
 # Ratios are read as fractions with at most this denominator (0.3 is 3/10),
 # which keeps `num_real * numerator` within int32 for lengths up to 200,000.
