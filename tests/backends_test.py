@@ -1,5 +1,5 @@
 """The same AD-DROP on TensorFlow, JAX and PyTorch: one set of weights and
-inputs, each backend in its own process (`backend_script.py`)."""
+inputs, each backend in its own process (`scripts/backend_script.py`)."""
 
 import importlib.util
 import os
@@ -12,11 +12,11 @@ import keras
 import numpy as np
 import pytest
 
+from tests.test_case import SCRIPTS
 from tests.test_case import TestCase
 from tests.test_case import backend_pair_model
 from tests.test_case import tiny_batch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 BACKENDS = ("tensorflow", "jax", "torch")
 
 
@@ -49,7 +49,7 @@ class CrossBackendTest(TestCase):
         model.save(os.path.join(folder, "model.keras"))
         cls.tensorflow_predictions = model.predict(x, verbose=0)
         cls.failures = {}
-        script = os.path.join(HERE, "backend_script.py")
+        script = str(SCRIPTS / "backend_script.py")
         for backend in BACKENDS:
             if not installed(backend):
                 continue

@@ -21,6 +21,7 @@ from keras_addrop import glue
 from keras_addrop import runs
 from keras_addrop_cli import build_parser
 from keras_addrop_cli import main
+from tests.test_case import SCRIPTS
 from tests.test_case import TestCase
 from tests.test_case import tiny_backbone
 
@@ -468,8 +469,7 @@ def command(*argv):
 def noisy_command(*argv):
     """The command line, writing `native_log_script.LINE` through
     TensorFlow's C++ logging inside every training step."""
-    script = os.path.join(os.path.dirname(__file__), "native_log_script.py")
-    return [sys.executable, script, *argv]
+    return [sys.executable, str(SCRIPTS / "native_log_script.py"), *argv]
 
 
 # What the test script logs from C++; any level shows the line.

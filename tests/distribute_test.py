@@ -1,6 +1,5 @@
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 
@@ -10,18 +9,17 @@ import numpy as np
 from keras_addrop.attribution import compute_attribution
 from keras_addrop.models import ADDropBertTextClassifier
 from keras_addrop.ops.addrop_mask import top_candidates
+from tests.test_case import SCRIPTS
 from tests.test_case import TestCase
 from tests.test_case import deterministic_model
 from tests.test_case import tiny_backbone
 from tests.test_case import tiny_batch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
 
 def script_report(name):
-    """Runs a script of this folder in a fresh process; its REPORT line."""
+    """Runs a script of tests/scripts in a fresh process; its REPORT line."""
     result = subprocess.run(
-        [sys.executable, os.path.join(HERE, name)],
+        [sys.executable, str(SCRIPTS / name)],
         capture_output=True,
         text=True,
         timeout=600,

@@ -15,6 +15,8 @@ from absl.testing import parameterized
 from keras_addrop.models import minilm_l6_preset
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+# The scripts tests run in fresh processes (another backend, devices).
+SCRIPTS = REPO_ROOT / "tests" / "scripts"
 GLUE_DIR = pathlib.Path(
     os.environ.get(
         "KERAS_ADDROP_GLUE_DIR", REPO_ROOT.parent / "shared/data/glue"

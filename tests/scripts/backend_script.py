@@ -9,9 +9,11 @@ FOLDER/BACKEND.keras (the model after the step).
 """
 
 import os
+import pathlib
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The repository root, for `tests.test_case` and the package.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -3,6 +3,7 @@ only be split (`XLA_FLAGS`) before JAX initialises."""
 
 import json
 import os
+import pathlib
 import sys
 
 os.environ["KERAS_BACKEND"] = "jax"
@@ -11,7 +12,8 @@ os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The repository root, for `tests.test_case` and the package.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 import keras_addrop  # noqa: E402
 from keras_addrop import backend  # noqa: E402

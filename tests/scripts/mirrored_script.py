@@ -3,6 +3,7 @@ devices can only be configured before it initialises."""
 
 import json
 import os
+import pathlib
 import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -18,7 +19,8 @@ tf.config.set_logical_device_configuration(
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The repository root, for `tests.test_case` and the package.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 import keras_addrop  # noqa: E402
 from tests.test_case import tiny_backbone  # noqa: E402

@@ -9,9 +9,11 @@ unexpected error once training is over.
 """
 
 import os
+import pathlib
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The repository root, for `tests.test_case` and the package.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 import keras_addrop_cli  # noqa: E402
 
