@@ -321,35 +321,56 @@ def summarize(times):
 
 PARTS = (
     "steps", "plain_overhead", "merge_overhead", "epoch_pair", "memory",
-    "batching", "xla", "backends",
+    "batching", "xla", "backends", "versions",
 )  # fmt: skip
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
 
-def backend_ratios(length, batch_size, rounds, backends=BACKENDS):
+def backend_ratios(
+    length, batch_size, rounds, backends=BACKENDS, baseline=None
+):
     """The three steps on every backend, each backend in its own process
-    (`backend_worker.py`), rounds sent to the backends in turn."""
+    (`backend_worker.py`), rounds sent to the backends in turn.
+
+    With `baseline`, a folder holding another version of the package (e.g.
+    `git worktree add ../baseline REV`), every backend gets a second worker
+    that imports `keras_addrop` from there, named `BACKEND:baseline`, in the
+    same rotation: the two versions are timed interleaved, in one run.
+    """
+    sources = {backend: (backend, None) for backend in backends}
+    if baseline is not None:
+        for backend in backends:
+            sources[f"{backend}:baseline"] = (backend, baseline)
+    names = list(sources)
     workers = {}
     try:
-        for backend in backends:  # One at a time: each compiles alone.
+        for name in names:  # One at a time: each compiles alone.
+            backend, source = sources[name]
+            env = dict(os.environ, KERAS_BACKEND=backend)
+            if source is not None:
+                # Ahead of the installed (editable) package.
+                env["PYTHONPATH"] = os.pathsep.join(
+                    [os.path.abspath(source)]
+                    + [p for p in [os.environ.get("PYTHONPATH")] if p]
+                )
             worker = subprocess.Popen(
                 [sys.executable, os.path.join(HERE, "backend_worker.py"),
                  "--length", str(length), "--batch-size", str(batch_size)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
-                env=dict(os.environ, KERAS_BACKEND=backend),
+                env=env,
             )  # fmt: skip
             ready = worker.stdout.readline()
             if not ready:
-                raise RuntimeError(f"the {backend} worker did not start")
-            workers[backend] = worker
-        times = {backend: {} for backend in backends}
+                raise RuntimeError(f"the {name} worker did not start")
+            workers[name] = worker
+        times = {name: {} for name in names}
         for round_ in range(rounds):
-            # The order rotates, so no backend always follows another.
-            turn = round_ % len(backends)
-            for backend in backends[turn:] + backends[:turn]:
+            # The order rotates, so no worker always follows another.
+            turn = round_ % len(names)
+            for backend in names[turn:] + names[:turn]:
                 worker = workers[backend]
                 worker.stdin.write("round\n")
                 worker.stdin.flush()
@@ -537,6 +558,7 @@ def table(results):
     for name, get, target in rows:
         lines.append(f"| {name} | {cells(get)} | {target} |")
     lines += backend_table(results, lengths)
+    lines += versions_table(results, lengths)
     batching = results.get("batching", {})
     if batching:
         lines += [
@@ -552,6 +574,45 @@ def table(results):
                 f"{entry['ratio']:.2f} | {targets.get(task, '')} |"
             )
     return "\n".join(lines)
+
+
+def versions_table(results, lengths):
+    """Rows comparing this version with `--baseline-source`, from
+    `--parts versions`: each ratio now, then, and now / then."""
+    entries = {
+        length: results["lengths"][length].get("versions") for length in lengths
+    }
+    if not any(entries.values()):
+        return []
+    label = next(e["baseline"] for e in entries.values() if e) or "baseline"
+    lines = [
+        "",
+        f"| ratio of medians, this version and {label} | "
+        + " | ".join(f"length {length}" for length in lengths)
+        + " |",
+        "|---|" + "---|" * len(lengths),
+    ]
+    rows = (
+        ("AD-DROP step (GA, all layers) / stock plain step",
+         "addrop_ga_all_layers"),
+        ("plain step of the AD-DROP classifier / stock plain step",
+         "plain_addrop_classifier"),
+    )  # fmt: skip
+    for backend in BACKENDS:
+        for name, top in rows:
+            cells = []
+            for length in lengths:
+                median = (entries[length] or {}).get("median_seconds", {})
+                if backend not in median:
+                    cells.append("-")
+                    continue
+                now, then = (
+                    median[key][top] / median[key]["plain_stock"]
+                    for key in (backend, f"{backend}:baseline")
+                )
+                cells.append(f"{now:.2f} / {then:.2f} ({now / then:.3f})")
+            lines.append(f"| {backend}: {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def backend_table(results, lengths):
@@ -617,6 +678,15 @@ def main():
     parser.add_argument("--plain-rounds", type=int, default=15)
     parser.add_argument("--xla-rounds", type=int, default=4)
     parser.add_argument("--backend-rounds", type=int, default=5)
+    parser.add_argument(
+        "--baseline-source", default=None,
+        help="--parts versions: a folder with another version of the "
+        "package (a git worktree), timed against this one.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--baseline-label", default=None,
+        help="What --baseline-source is, for the results file.",
+    )  # fmt: skip
     parser.add_argument("--epoch-steps", type=int, default=20)
     parser.add_argument("--epoch-repeats", type=int, default=2)
     parser.add_argument(
@@ -706,6 +776,18 @@ def main():
             )
             save()
             print(json.dumps(entry["backends"]["ratios"], indent=1))
+        if "versions" in args.parts:
+            if args.baseline_source is None:
+                parser.error("--parts versions needs --baseline-source")
+            entry["versions"] = backend_ratios(
+                length,
+                args.batch_size,
+                args.backend_rounds,
+                baseline=args.baseline_source,
+            )
+            entry["versions"]["baseline"] = args.baseline_label
+            save()
+            print(json.dumps(entry["versions"]["ratios"], indent=1))
         if "memory" in args.parts:
             memory = {
                 kind: peak_memory(kind, length, args.batch_size)

@@ -4,8 +4,8 @@ import keras
 from keras import ops
 
 from keras_addrop import backend
-from keras_addrop.backend.common import check_called
 from keras_addrop.layers.addrop_attention import ADDropAttention
+from keras_addrop.layers.addrop_attention import CapturedAttention
 from keras_addrop.layers.addrop_attention import addrop_scope
 from keras_addrop.validation import validate_choice
 from keras_addrop.validation import validate_positive_int
@@ -216,19 +216,10 @@ def compute_attribution(
 
 
 def _attention_weights(model, x, layers, training):
-    captured = {}
-
-    def keeper(layer):
-        def keep(weights):
-            captured[id(layer)] = weights
-            return weights
-
-        return keep
-
-    with addrop_scope(capture={layer: keeper(layer) for layer in layers}):
+    captured = CapturedAttention(layers)
+    with addrop_scope(capture=captured.functions):
         model(x, training=training)
-    check_called(layers, captured)
-    return [captured[id(layer)] for layer in layers]
+    return captured.weights()
 
 
 def _integrated_gradients(model, x, y, layers, labels, steps, per_pass):
@@ -271,14 +262,13 @@ def _integrated_gradients(model, x, y, layers, labels, steps, per_pass):
                 copies=copies,
             ):
                 watch = capture[layer]
-                seen = {}
-
-                def scaled(attention_weights):
-                    seen["weights"] = attention_weights
-                    factor = ops.cast(alpha, attention_weights.dtype)
-                    return watch(attention_weights * factor)
-
-                with addrop_scope(capture={layer: scaled}):
+                # The weights at alpha = 1 are kept; the scaled ones are
+                # what the gradient is taken with respect to.
+                unscaled = CapturedAttention(
+                    [layer],
+                    transform=lambda _, w: watch(w * ops.cast(alpha, w.dtype)),
+                )
+                with addrop_scope(capture=unscaled.functions):
                     outputs = model(stacked, training=False)
                 if regression:
                     # The mean over all copies, times their number: the sum
@@ -289,9 +279,7 @@ def _integrated_gradients(model, x, y, layers, labels, steps, per_pass):
                     target = attribution_target(
                         outputs, stacked_classes, "gold"
                     )
-                # None for a layer the model did not call, which
-                # `gradients_of_captured` reports as such.
-                return ops.multiply(target, scale), seen.get("weights")
+                return ops.multiply(target, scale), unscaled.weights()[0]
 
             (gradient,), stacked_weights = backend.gradients_of_captured(
                 forward, [layer]

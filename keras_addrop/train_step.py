@@ -67,7 +67,7 @@ def resolve_layer_indices(addrop_layers, num_layers):
     return tuple(sorted(int(i) for i in indices))
 
 
-class ADDropTrainStep(backend.TrainStep):
+class ADDropTrainStep(backend.KerasTrainerFixes):
     """Mixin adding AD-DROP's two-pass `train_step` to a Keras model.
 
     A model class lists it before its Keras base class and implements
@@ -83,10 +83,12 @@ class ADDropTrainStep(backend.TrainStep):
        (`keras_addrop.attribution.compute_attribution`); no weight gradient,
        no metric or loss-tracker update;
     2. masks: `keras_addrop.ops.addrop_mask` per layer;
-    3. pass 2 (training): forward in training mode with the masks, then
-       Keras' own checklist: loss with `sample_weight` and regularisation
-       losses, loss tracker, loss scaling, gradients, `optimizer.apply`,
-       compiled metrics.
+    3. pass 2 (training): Keras' own step with the masks in the selected
+       layers: forward in training mode, loss with `sample_weight` and
+       regularisation losses, loss tracker, loss scaling, gradients,
+       `optimizer.apply`, compiled metrics;
+    4. the share of real attention positions the masks dropped, logged as
+       `addrop_drop_fraction`.
     When AD-DROP is off (a plain cross-tuning epoch) the step is Keras'
     stock `train_step`. Flipping `addrop_enabled` never retraces: on
     TensorFlow the switch is a variable read by the traced graph; on JAX
@@ -145,9 +147,7 @@ class ADDropTrainStep(backend.TrainStep):
         )
         self._addrop_seed_generator = keras.random.SeedGenerator(seed)
         self._addrop_drop_fraction = keras.metrics.Mean(name=DROP_FRACTION)
-        # One step's drops, for `compute_metrics` (set while a step runs or
-        # is traced, cleared after it).
-        self._addrop_step_drops = {}
+        self._addrop_switch = backend.Switch(True)
 
     def get_config(self):
         config = super().get_config()
@@ -186,11 +186,102 @@ class ADDropTrainStep(backend.TrainStep):
             kwargs["shuffle"] = False
         return super().fit(*args, **kwargs)
 
+    @property
+    def addrop_enabled(self):
+        """Whether `fit` applies AD-DROP (read at every step, no retrace).
+
+        `True` by default: AD-DROP on every epoch, the paper's "w/o
+        cross-tuning". `keras_addrop.callbacks.CrossTuning` flips it per
+        epoch. Evaluation and prediction never apply AD-DROP.
+        """
+        return self._addrop_switch.value
+
+    @addrop_enabled.setter
+    def addrop_enabled(self, value):
+        self._addrop_switch.set(value)
+
     def make_train_function(self, force=False):
         if self.merge_repeated_rows and self.optimizer is not None:
             # Before tracing: the traced step calls the optimizer's methods.
             merge_repeated_rows(self.optimizer)
-        return super().make_train_function(force=force)
+        backend.check_distribution(self)
+        return backend.make_train_function(
+            self,
+            self._addrop_train_step,
+            lambda: self.addrop_enabled,
+            force,
+            super().make_train_function,
+        )
+
+    def train_step(self, *args):
+        # Keras' arguments: `(data)`, or `(state, data)` on JAX.
+        return self._addrop_train_step(self._addrop_switch.condition, *args)
+
+    def _addrop_train_step(self, enabled, *args):
+        """One training step, AD-DROP's where `enabled` holds.
+
+        `enabled` is a Python bool, or on TensorFlow the switch variable
+        that the traced step reads; `args` are Keras' `train_step`
+        arguments. Each backend supplies the parts that differ: how pass 1
+        sees the step's state (JAX's is functional), how both phases sit in
+        one traced step (TensorFlow's `tf.cond`), and Keras' own step as
+        pass 2.
+        """
+        state, data = backend.step_arguments(args)
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        layers = self.addrop_attention_layers
+        padding_mask = self._addrop_bool_padding_mask(x)
+
+        def training_pass(state):
+            return backend.training_pass(
+                self, state, data, super(ADDropTrainStep, self).train_step
+            )
+
+        def addrop_phase(state):
+            # 1-2. Attribution pass and masks: no weight gradient, and no
+            # metric, loss tracker or optimizer update.
+            keep_masks, state = backend.with_state(
+                self,
+                state,
+                lambda: self._addrop_keep_masks(x, y, layers, padding_mask),
+            )
+            # 3. Training pass, the masks in the selected layers.
+            with addrop_scope(keep_masks=dict(zip(layers, keep_masks))):
+                outputs, state = training_pass(state)
+            return outputs, state, dropped_pairs(padding_mask, keep_masks)
+
+        def plain_phase(state):
+            # 3 alone: Keras' stock step.
+            outputs, state = training_pass(state)
+            return outputs, state, ops.zeros((), "float32")
+
+        with self._addrop_unused_pooler_ignored():
+            outputs, state, dropped = backend.phase_cond(
+                enabled, addrop_phase, plain_phase, state
+            )
+            logs, state = backend.finish_step(self, state, data, outputs)
+
+        # 4. The drop fraction, weighted by the step's real pairs.
+        def update_drop_fraction():
+            real = real_pairs(padding_mask, layers)
+            self._addrop_drop_fraction.update_state(
+                dropped / ops.maximum(real, 1.0), sample_weight=real
+            )
+            return self._addrop_drop_fraction.result()
+
+        logs = dict(logs)
+        logs[DROP_FRACTION], state = backend.with_state(
+            self, state, update_drop_fraction
+        )
+        return backend.step_results(logs, state)
+
+    def test_step(self, *args):
+        logs, state = backend.split_step_results(super().test_step(*args))
+        # Evaluation never drops anything; a constant 0 would only clutter
+        # the validation logs.
+        logs = dict(logs)
+        logs.pop(DROP_FRACTION, None)
+        return backend.step_results(logs, state)
 
     def _addrop_padding_mask(self, x):
         return x["padding_mask"]
@@ -239,66 +330,6 @@ class ADDropTrainStep(backend.TrainStep):
             for attribution in attributions
         ]
 
-    def _addrop_masking(self, layers, keep_masks):
-        """The scope in which the training pass applies `keep_masks`."""
-        return addrop_scope(keep_masks=dict(zip(layers, keep_masks)))
-
-    def _addrop_attribution_pass(self, x, y, layers, padding_mask):
-        """Pass 1 and the masks: `(scope for pass 2, dropped pairs)`."""
-        keep_masks = self._addrop_keep_masks(x, y, layers, padding_mask)
-        return (
-            self._addrop_masking(layers, keep_masks),
-            self._addrop_dropped(padding_mask, keep_masks),
-        )
-
-    @contextlib.contextmanager
-    def _addrop_reporting(self, dropped, padding_mask, layers):
-        """Within it, `compute_metrics` adds `dropped` to the drop fraction:
-        the backends' steps call Keras' own step, whose metrics update it
-        (on JAX, inside the step's stateless scope)."""
-        self._addrop_step_drops["drops"] = (
-            dropped,
-            self._addrop_real_pairs(padding_mask, layers),
-        )
-        try:
-            yield
-        finally:
-            self._addrop_step_drops.clear()
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        if "drops" in self._addrop_step_drops:
-            self._addrop_update_drop_fraction(*self._addrop_step_drops["drops"])
-        return super().compute_metrics(x, y, y_pred, sample_weight)
-
-    def _addrop_dropped(self, padding_mask, keep_masks):
-        """How many real (query, key) pairs `keep_masks` drop, all heads."""
-        real_query = padding_mask[:, None, :, None]
-        real_pair = ops.logical_and(real_query, padding_mask[:, None, None, :])
-        return sum(
-            ops.sum(
-                ops.cast(
-                    ops.logical_and(real_pair, ops.logical_not(keep)),
-                    "float32",
-                )
-            )
-            for keep in keep_masks
-        )
-
-    def _addrop_real_pairs(self, padding_mask, layers):
-        """Real (query, key) pairs of the selected layers, over all heads."""
-        real = ops.cast(padding_mask, "float32")
-        return ops.sum(ops.square(ops.sum(real, axis=-1))) * sum(
-            layer.num_heads for layer in layers
-        )
-
-    def _addrop_update_drop_fraction(self, dropped, real_pairs):
-        """Adds one step's drops to the `addrop_drop_fraction` metric,
-        weighted by the real pairs."""
-        self._addrop_drop_fraction.update_state(
-            dropped / ops.maximum(real_pairs, 1.0),
-            sample_weight=real_pairs,
-        )
-
     @contextlib.contextmanager
     def _addrop_unused_pooler_ignored(self):
         # A head on the sequence output (`mean_pooling_classifier`) leaves a
@@ -308,8 +339,25 @@ class ADDropTrainStep(backend.TrainStep):
             warnings.filterwarnings("ignore", message=_UNUSED_POOLER)
             yield
 
-    def _addrop_evaluation_logs(self, logs):
-        # Evaluation never drops anything; a constant 0 would only clutter
-        # the validation logs.
-        logs.pop(DROP_FRACTION, None)
-        return logs
+
+def dropped_pairs(padding_mask, keep_masks):
+    """How many real (query, key) pairs `keep_masks` drop, all heads."""
+    real_query = padding_mask[:, None, :, None]
+    real_pair = ops.logical_and(real_query, padding_mask[:, None, None, :])
+    return sum(
+        ops.sum(
+            ops.cast(
+                ops.logical_and(real_pair, ops.logical_not(keep)),
+                "float32",
+            )
+        )
+        for keep in keep_masks
+    )
+
+
+def real_pairs(padding_mask, layers):
+    """Real (query, key) pairs of `layers`, over all their heads."""
+    real = ops.cast(padding_mask, "float32")
+    return ops.sum(ops.square(ops.sum(real, axis=-1))) * sum(
+        layer.num_heads for layer in layers
+    )

@@ -396,3 +396,42 @@ class SpeedTableTest(TestCase):
         self.assertEqual(
             speed.backend_table({"lengths": {"64": {}}}, ["64"]), []
         )
+
+    def test_version_rows_compare_each_ratio_with_the_baseline(self):
+        import speed
+
+        steps = lambda plain, addrop: {  # noqa: E731
+            "plain_stock": 1.0,
+            "plain_addrop_classifier": plain,
+            "addrop_ga_all_layers": addrop,
+        }
+        medians = {
+            "tensorflow": steps(1.0, 1.8),
+            "tensorflow:baseline": steps(0.96, 1.76),
+        }
+        results = {
+            "lengths": {
+                "64": {
+                    "versions": {
+                        "median_seconds": medians,
+                        "baseline": "v0",
+                    }
+                }
+            }
+        }
+        rows = speed.versions_table(results, ["64"])
+        self.assertIn(
+            "| ratio of medians, this version and v0 | length 64 |", rows
+        )
+        self.assertIn(
+            "| tensorflow: AD-DROP step (GA, all layers) / stock plain step "
+            "| 1.80 / 1.76 (1.023) |",
+            rows,
+        )
+        self.assertIn(
+            "| jax: AD-DROP step (GA, all layers) / stock plain step | - |",
+            rows,
+        )
+        self.assertEqual(
+            speed.versions_table({"lengths": {"64": {}}}, ["64"]), []
+        )

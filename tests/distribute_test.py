@@ -35,8 +35,13 @@ def script_report(name):
 
 
 class MirroredStrategyTest(TestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.report = script_report("mirrored_script.py")
+
     def test_two_replicas_match_one_device_and_log_drops(self):
-        report = script_report("mirrored_script.py")
+        report = self.report
         self.assertEqual(report["replicas"], 2)
         self.assertLess(report["plain_max_weight_difference"], 1e-5)
         single, mirrored = report["plain_loss"]
@@ -51,6 +56,13 @@ class MirroredStrategyTest(TestCase):
             self.assertIsNotNone(message, msg=name)
             self.assertIn(f"Received: {name}=", message)
             self.assertIn("MirroredStrategy", message)
+
+    def test_plain_step_is_keras_own_step_over_two_replicas(self):
+        # As on one device (tests/models): the loss divided per replica and
+        # unscaled for the tracker, the gradients all-reduced, with and
+        # without loss scaling.
+        for policy, report in self.report["keras_step"].items():
+            self.assertIsKerasStep(report, policy == "mixed_float16")
 
 
 class JaxDataParallelTest(TestCase):

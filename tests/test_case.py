@@ -1,5 +1,6 @@
 """The shared test helper, in the spirit of keras-hub's `TestCase`."""
 
+import contextlib
 import copy
 import json
 import os
@@ -122,6 +123,98 @@ def dense_gradient_step(model, x, y, optimizer):
     return loss
 
 
+def differences_from_keras_step(
+    x, y, strategy=None, policy="float32", loss_scale=False
+):
+    """The largest differences between the AD-DROP classifier's plain step
+    and Keras' own `train_step` on the stock keras-hub classifier.
+
+    Both start from the same weights and fit the same weighted batches
+    (4 steps: loss, weighted and unweighted accuracy) under `strategy` and
+    dtype `policy`, with a `LossScaleOptimizer` if `loss_scale` (Keras' own
+    choice under `"mixed_float16"`). The AD-DROP model
+    keeps Keras' update of repeated embedding rows
+    (`merge_repeated_rows=False`), so the two steps should agree to
+    rounding. Returns a JSON-able dict: the logs' names, and the largest
+    absolute differences of every log, the weights, the optimizer's
+    variables (its step count, moments and loss scale).
+    """
+    import keras_hub
+
+    from keras_addrop.models import ADDropBertTextClassifier
+
+    scope = strategy.scope if strategy else contextlib.nullcontext
+    keras.mixed_precision.set_global_policy(policy)
+    sample_weight = np.linspace(0.5, 1.5, len(y)).astype("float32")
+    models = []
+    for cls, kwargs in (
+        (keras_hub.models.BertTextClassifier, {}),
+        (ADDropBertTextClassifier, {"merge_repeated_rows": False}),
+    ):
+        with scope():
+            keras.utils.set_random_seed(0)
+            model = cls(
+                tiny_backbone(dropout=0.0),
+                num_classes=2,
+                dropout=0.0,
+                **kwargs,
+            )
+            optimizer = keras.optimizers.Adam(1e-2)
+            if loss_scale and policy != "mixed_float16":
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            model.compile(
+                optimizer=optimizer,
+                loss=keras.losses.SparseCategoricalCrossentropy(
+                    from_logits=True
+                ),
+                metrics=["sparse_categorical_accuracy"],
+                weighted_metrics=["sparse_categorical_accuracy"],
+            )
+        models.append(model)
+    models[1].set_weights(models[0].get_weights())
+    models[1].addrop_enabled = False
+    histories = [
+        model.fit(
+            x,
+            y,
+            sample_weight=sample_weight,
+            batch_size=8,
+            epochs=2,
+            shuffle=False,
+            verbose=0,
+        ).history
+        for model in models
+    ]
+    keras.mixed_precision.set_global_policy("float32")
+    stock, ours = models
+
+    def largest(pairs):
+        return max(
+            float(np.max(np.abs(to_numpy(a, "float64") - to_numpy(b))))
+            for a, b in pairs
+        )
+
+    return {
+        "stock_logs": sorted(histories[0]),
+        "addrop_logs": sorted(histories[1]),
+        "logs": largest(
+            (histories[0][key], histories[1][key]) for key in histories[0]
+        ),
+        "weights": largest(zip(stock.weights, ours.weights, strict=True)),
+        "optimizer": largest(
+            zip(
+                stock.optimizer.variables,
+                ours.optimizer.variables,
+                strict=True,
+            )
+        ),
+        "optimizer_variables": len(ours.optimizer.variables),
+        "loss_scaled": isinstance(
+            ours.optimizer, keras.optimizers.LossScaleOptimizer
+        ),
+    }
+
+
 def compile_for_test(model, learning_rate=1e-2, **kwargs):
     """Adam, sparse cross-entropy on logits, accuracy; `kwargs` to compile."""
     model.compile(
@@ -164,6 +257,18 @@ class TestCase(parameterized.TestCase):
             keras.ops.convert_to_numpy(x2),
             err_msg=msg or "",
         )
+
+    def assertIsKerasStep(self, report, loss_scaled, atol=1e-6):
+        """`report` of `differences_from_keras_step`: the same logs (and
+        the drop fraction), the loss scaled or not, and every difference
+        within `atol`."""
+        self.assertEqual(
+            report["addrop_logs"],
+            sorted(report["stock_logs"] + ["addrop_drop_fraction"]),
+        )
+        self.assertEqual(report["loss_scaled"], loss_scaled)
+        for part in ("logs", "weights", "optimizer"):
+            self.assertLessEqual(report[part], atol, msg=part)
 
     def assertWeightsClose(self, model1, model2, atol=1e-6):
         for w1, w2 in zip(model1.weights, model2.weights, strict=True):

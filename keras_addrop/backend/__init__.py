@@ -1,11 +1,35 @@
 """The backend interface: everything in keras_addrop that is not `keras.ops`.
 
 One module per Keras backend (`tensorflow`, `jax`, `torch`), picked once, at
-import, from `keras.backend.backend()`. Each provides:
+import, from `keras.backend.backend()`. The AD-DROP step itself is written
+once, in `keras_addrop.train_step`; each backend provides the parts that
+differ, as functions of what they are given:
 
-- `TrainStep`: the mixin under `keras_addrop.ADDropTrainStep` that owns the
-  backend's training step (how the two passes, the gradients and the
-  cross-tuning switch are run) and the `addrop_enabled` property;
+The step (called by `keras_addrop.ADDropTrainStep`, in this order):
+- `Switch(value)`: the cross-tuning switch; `.value`, `.set(value)` and
+  `.condition`, what the step branches on (TensorFlow: a variable the traced
+  graph reads; elsewhere the bool);
+- `step_arguments(args)`: Keras' `train_step` arguments as `(state, data)`
+  (`state` is JAX's functional step state, None elsewhere);
+- `with_state(model, state, function)`: `(function(), new state)`, with
+  the variables read and assigned through `state` where the step is
+  functional (JAX), so pass 1's and the drop metric's updates stay in it;
+- `training_pass(model, state, data, keras_train_step)`: pass 2, Keras' own
+  step (`keras_train_step`) on JAX and PyTorch, its forward and backward half
+  on TensorFlow; `(outputs, state)`;
+- `phase_cond(enabled, addrop_phase, plain_phase, state)`: runs the phase
+  `enabled` picks (a `tf.cond` of both on TensorFlow);
+- `finish_step(model, state, data, outputs)`: `(logs, state)` (TensorFlow:
+  the update half of Keras' step);
+- `step_results(logs, state)` and `split_step_results(results)`: Keras'
+  return value of a step, and back;
+- `check_distribution(model)` and
+  `make_train_function(model, step, addrop_enabled, force, keras_default)`:
+  the limits the active distribution puts on the step, and the train
+  function (on JAX, one compiled `step(enabled, state, data)` per phase);
+- `KerasTrainerFixes`: a mixin of mends to the backend's Keras trainer.
+
+Attribution, masks, data and runs:
 - `gradients_of_captured(forward, layers)`: the gradients of a scalar with
   respect to the attention weights captured inside `layers`, all from one
   gradient call, no weight gradients (`forward(capture, shapes_only=False)`
@@ -51,7 +75,18 @@ _backend = importlib.import_module(
     f"keras_addrop.backend.{keras.backend.backend()}"
 )
 
-TrainStep = _backend.TrainStep
+Switch = _backend.Switch
+step_arguments = _backend.step_arguments
+with_state = _backend.with_state
+training_pass = _backend.training_pass
+phase_cond = _backend.phase_cond
+finish_step = _backend.finish_step
+step_results = _backend.step_results
+split_step_results = _backend.split_step_results
+check_distribution = _backend.check_distribution
+make_train_function = _backend.make_train_function
+KerasTrainerFixes = _backend.KerasTrainerFixes
+
 gradients_of_captured = _backend.gradients_of_captured
 after = _backend.after
 predict_function = _backend.predict_function

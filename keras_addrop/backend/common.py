@@ -1,7 +1,8 @@
-"""What several backends share: JAX's and PyTorch's Python switch and
-no-op TensorFlow workarounds, PyTorch's prediction, a top-k for the k-th
-largest score, TensorFlow's and JAX's (absent) global random state, and the
-check that every captured layer was called."""
+"""What several backends share: the Python switch and the step's parts
+where JAX and PyTorch run Keras' own step whole (PyTorch and TensorFlow
+take Keras' `(data)` arguments), no-op TensorFlow workarounds, PyTorch's
+prediction, a top-k for the k-th largest score, and TensorFlow's and JAX's
+(absent) global random state."""
 
 import keras
 import numpy as np
@@ -25,37 +26,61 @@ def kth_largest_by_top_k(scores, k, k_max, positional_ties):
     return kth, keras.ops.take_along_axis(positions, at, axis=-1)
 
 
-def check_called(layers, called):
-    """Raises if a layer's id is not in `called` (what a forward pass
-    captured)."""
-    missing = [layer.name for layer in layers if id(layer) not in called]
-    if missing:
-        raise ValueError(
-            "These attention layers were not called by the model's forward "
-            f"pass, so they have no attribution. Received: layers={missing}"
-        )
-
-
 class PythonSwitch:
-    """`addrop_enabled` as a Python bool, read by the step at every call."""
+    """The AD-DROP switch as a Python bool, read by the step at each call."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._addrop_on = True
+    def __init__(self, value):
+        self.value = bool(value)
+
+    def set(self, value):
+        self.value = bool(value)
 
     @property
-    def addrop_enabled(self):
-        """Whether `fit` applies AD-DROP (read at every step).
+    def condition(self):
+        """What the step branches on: the bool itself."""
+        return self.value
 
-        `True` by default: AD-DROP on every epoch, the paper's "w/o
-        cross-tuning". `keras_addrop.callbacks.CrossTuning` flips it per
-        epoch. Evaluation and prediction never apply AD-DROP.
-        """
-        return self._addrop_on
 
-    @addrop_enabled.setter
-    def addrop_enabled(self, value):
-        self._addrop_on = bool(value)
+def phase_cond(enabled, addrop_phase, plain_phase, state):
+    # A Python bool: only the phase that runs is traced or executed.
+    return (addrop_phase if enabled else plain_phase)(state)
+
+
+def finish_step(model, state, data, outputs):
+    # Keras' own step ran whole in the training pass: its logs.
+    return outputs, state
+
+
+def step_arguments(args):
+    # Keras' `train_step(data)`: no state outside the variables.
+    (data,) = args
+    return None, data
+
+
+def split_step_results(results):
+    return results, None
+
+
+def step_results(logs, state):
+    return logs
+
+
+def with_state(model, state, function):
+    # The variables hold the state: nothing to map.
+    return function(), state
+
+
+def check_distribution(model):
+    pass
+
+
+def make_train_function(model, step, addrop_enabled, force, keras_default):
+    # One step reads the switch itself: Keras' own train function.
+    return keras_default(force=force)
+
+
+class KerasTrainerFixes:
+    """Nothing to mend in this backend's Keras trainer."""
 
 
 def predict_function(model):

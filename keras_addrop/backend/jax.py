@@ -1,4 +1,6 @@
-"""The JAX backend: probes and `jax.grad`, and one compiled step per phase.
+"""The JAX backend: probes and `jax.grad`, the step's state threaded through
+stateless scopes, Keras' functional step as the training pass, and one
+compiled step per phase.
 
 One implementation of the interface in `keras_addrop.backend`.
 """
@@ -11,13 +13,16 @@ import keras
 import numpy as np
 from keras.src.distribution import distribution_lib
 
-from keras_addrop.backend.common import PythonSwitch
+from keras_addrop.backend.common import KerasTrainerFixes  # noqa: F401
+from keras_addrop.backend.common import PythonSwitch as Switch  # noqa: F401
 from keras_addrop.backend.common import after  # noqa: F401
-from keras_addrop.backend.common import check_called
+from keras_addrop.backend.common import finish_step  # noqa: F401
 from keras_addrop.backend.common import global_random_state  # noqa: F401
 from keras_addrop.backend.common import merge_repeated_rows  # noqa: F401
 from keras_addrop.backend.common import merges_repeated_rows  # noqa: F401
+from keras_addrop.backend.common import phase_cond  # noqa: F401
 from keras_addrop.backend.common import set_global_random_state  # noqa: F401
+from keras_addrop.layers.addrop_attention import CapturedAttention
 
 
 def kth_largest(scores, k, k_max):
@@ -128,121 +133,127 @@ def gradients_of_captured(forward, layers):
     Raises:
         ValueError: if a layer was not called by `forward`.
     """
-    shapes = {}
+    captured = CapturedAttention(layers)
 
-    def recorder(layer):
-        def record(tensor):
-            shapes[id(layer)] = jax.ShapeDtypeStruct(tensor.shape, tensor.dtype)
-            return tensor
+    def abstract_pass():
+        target, _ = forward(captured.functions, shapes_only=True)
+        return target, captured.weights()
 
-        return record
-
-    jax.eval_shape(
-        lambda: forward(
-            {layer: recorder(layer) for layer in layers}, shapes_only=True
-        )[0]
-    )
-    check_called(layers, shapes)
-    probes = [
-        jax.numpy.zeros(shapes[id(layer)].shape, shapes[id(layer)].dtype)
-        for layer in layers
-    ]
+    _, shapes = jax.eval_shape(abstract_pass)
+    probes = [jax.numpy.zeros(shape.shape, shape.dtype) for shape in shapes]
 
     def probed(probes):
-        def adder(probe):
-            return lambda tensor: tensor + probe
-
-        return forward(
-            {layer: adder(probe) for layer, probe in zip(layers, probes)}
+        added = CapturedAttention(
+            layers, lambda i, weights: weights + probes[i]
         )
+        return forward(added.functions)
 
     gradients, aux = jax.grad(probed, has_aux=True)(probes)
     return gradients, aux
 
 
-class TrainStep(PythonSwitch):
-    """The JAX half of `keras_addrop.ADDropTrainStep`.
+def step_arguments(args):
+    # Keras' functional step: `train_step(state, data)`.
+    state, data = args
+    return state, data
 
-    Keras' functional JAX step (state in, state out), with the attribution
-    pass and the masks before it. A Python flag read inside a compiled step
-    would be frozen when it is traced, so each phase has its own compiled
-    step, both made by `make_train_function` and chosen at every call from
-    `addrop_enabled`: cross-tuning flips phases without recompiling (each
-    phase compiles once) and without a switch among the model's weights, so
-    `.weights.h5` files stay those of the stock keras-hub model.
+
+def split_step_results(results):
+    logs, state = results
+    return logs, state
+
+
+def step_results(logs, state):
+    return logs, state
+
+
+def _state_variables(model):
+    # The variables behind each part of Keras' JAX step state, in its order
+    # (`JAXTrainer._get_jax_state`).
+    optimizer = [] if model.optimizer is None else model.optimizer.variables
+    return (
+        model.trainable_variables,
+        model.non_trainable_variables,
+        optimizer,
+        model.metrics_variables,
+    )
+
+
+def with_state(model, state, function):
+    """Runs `function()` on the step's state instead of the variables.
+
+    Inside a compiled step the variables hold no values: a `StatelessScope`
+    maps each to its value in `state`, and what `function` assigns (the seed
+    generators' states of dropout and the masks, a metric's totals) comes
+    back in the new state, so no traced value escapes. Returns
+    `(function(), new state)`.
     """
-
-    def make_train_function(self, force=False):
-        if self.train_function is not None and not force:
-            return
-        distribution = distribution_lib.distribution()
-        if distribution is not None and not isinstance(
-            distribution, keras.distribution.DataParallel
-        ):
-            raise ValueError(
-                "AD-DROP's JAX step runs on one device or under "
-                "keras.distribution.DataParallel. Received: distribution="
-                f"{type(distribution).__name__}"
-            )
-        # Keras' own jit settings (JAXTrainer.make_train_function), once per
-        # phase.
-        steps = {}
-        for enabled in (False, True):
-            step = functools.partial(self._addrop_train_step, enabled)
-            if not self.run_eagerly and self.jit_compile:
-                out_shardings = None
-                if distribution is not None:
-                    out_shardings = (None, self._get_state_sharding_spec())
-                step = jax.jit(
-                    step, donate_argnums=0, out_shardings=out_shardings
-                )
-            steps[enabled] = self._make_function(step)
-
-        def train_function(state, iterator):
-            return steps[self.addrop_enabled](state, iterator)
-
-        self.train_function = train_function
-
-    def train_step(self, state, data):
-        return self._addrop_train_step(self.addrop_enabled, state, data)
-
-    def _addrop_train_step(self, enabled, state, data):
-        trainable, non_trainable, optimizer_state, metrics_state = state
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        layers = self.addrop_attention_layers
-        padding_mask = self._addrop_bool_padding_mask(x)
-        if enabled:
-            mapping = list(zip(self.trainable_variables, trainable)) + list(
-                zip(self.non_trainable_variables, non_trainable)
-            )
-            with keras.StatelessScope(state_mapping=mapping) as scope:
-                masking, dropped = self._addrop_attribution_pass(
-                    x, y, layers, padding_mask
-                )
-            # The attribution pass's dropout and the masks drew from the
-            # model's seed generators: their new states go on to pass 2.
-            non_trainable = [
-                _current(scope, variable, value)
-                for variable, value in zip(
-                    self.non_trainable_variables, non_trainable
-                )
-            ]
-        else:
-            masking = contextlib.nullcontext()
-            dropped = keras.ops.zeros((), "float32")
-        state = (trainable, non_trainable, optimizer_state, metrics_state)
-        with (
-            masking,
-            self._addrop_reporting(dropped, padding_mask, layers),
-            self._addrop_unused_pooler_ignored(),
-        ):
-            return super().train_step(state, data)
-
-    def test_step(self, state, data):
-        logs, state = super().test_step(state, data)
-        return self._addrop_evaluation_logs(logs), state
+    groups = _state_variables(model)
+    mapping = [
+        pair
+        for variables, values in zip(groups, state)
+        for pair in zip(variables, values)
+    ]
+    with keras.StatelessScope(state_mapping=mapping) as scope:
+        result = function()
+    new_state = tuple(
+        [_current(scope, v, value) for v, value in zip(variables, values)]
+        for variables, values in zip(groups, state)
+    )
+    return result, new_state
 
 
 def _current(scope, variable, value):
     current = scope.get_current_value(variable)
     return value if current is None else current
+
+
+def training_pass(model, state, data, keras_train_step):
+    """Keras' own functional step (`JAXTrainer.train_step`), whole."""
+    return keras_train_step(state, data)
+
+
+def check_distribution(model):
+    """The step runs on one device or under `DataParallel` (tested)."""
+    distribution = distribution_lib.distribution()
+    if distribution is not None and not isinstance(
+        distribution, keras.distribution.DataParallel
+    ):
+        raise ValueError(
+            "AD-DROP's JAX step runs on one device or under "
+            "keras.distribution.DataParallel. Received: distribution="
+            f"{type(distribution).__name__}"
+        )
+
+
+def make_train_function(model, step, addrop_enabled, force, keras_default):
+    """One compiled step per phase, chosen at every call.
+
+    A Python flag read inside a compiled step would be frozen when it is
+    traced. So `step(enabled, state, data)` is compiled once for each value
+    of `enabled`, with Keras' own settings (`JAXTrainer.make_train_function`:
+    donated state, the distribution's state sharding), and the train
+    function picks one from `addrop_enabled()` at every call: cross-tuning
+    flips phases without recompiling and without a switch among the
+    model's weights, so `.weights.h5` files stay the stock model's.
+    """
+    del keras_default  # Keras compiles one step; AD-DROP needs two.
+    if model.train_function is not None and not force:
+        return
+    distribution = distribution_lib.distribution()
+    steps = {}
+    for enabled in (False, True):
+        phase_step = functools.partial(step, enabled)
+        if not model.run_eagerly and model.jit_compile:
+            out_shardings = None
+            if distribution is not None:
+                out_shardings = (None, model._get_state_sharding_spec())
+            phase_step = jax.jit(
+                phase_step, donate_argnums=0, out_shardings=out_shardings
+            )
+        steps[enabled] = model._make_function(phase_step)
+
+    def train_function(state, iterator):
+        return steps[addrop_enabled()](state, iterator)
+
+    model.train_function = train_function

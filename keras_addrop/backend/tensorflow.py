@@ -1,40 +1,66 @@
-"""The TensorFlow backend: tapes, `tf.cond`, the switch variable,
-`tf.distribute` workarounds and the sparse-gradient merge.
+"""The TensorFlow backend: tapes, `tf.cond`, the switch variable, Keras'
+step split around the cond, `tf.distribute` workarounds and the
+sparse-gradient merge.
 
 One implementation of the interface in `keras_addrop.backend`.
 """
 
 import os
+import warnings
 
 import keras
 import tensorflow as tf
-from keras import ops
+from keras.src.losses.loss import unscale_loss_for_distribution
 
 from keras_addrop.backend.common import batch_multiple  # noqa: F401
-from keras_addrop.backend.common import check_called
 from keras_addrop.backend.common import global_random_state  # noqa: F401
 from keras_addrop.backend.common import kth_largest_by_top_k
+from keras_addrop.backend.common import make_train_function  # noqa: F401
 from keras_addrop.backend.common import set_global_random_state  # noqa: F401
+from keras_addrop.backend.common import split_step_results  # noqa: F401
+from keras_addrop.backend.common import step_arguments  # noqa: F401
+from keras_addrop.backend.common import with_state  # noqa: F401
+from keras_addrop.layers.addrop_attention import CapturedAttention
 
 
-def make_switch(value):
-    """A boolean variable that graphs read at run time.
+class Switch:
+    """The AD-DROP switch: a boolean variable that graphs read at run time.
 
     A raw `tf.Variable`, not a `keras.Variable`: Keras does not count it as a
     model weight, so `.weights.h5` files stay interchangeable with the stock
     keras-hub models, and flipping it needs no retrace.
     """
-    return tf.Variable(
-        bool(value),
-        trainable=False,
-        dtype=tf.bool,
-        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
-        name="addrop_switch",
-    )
+
+    def __init__(self, value):
+        self.variable = tf.Variable(
+            bool(value),
+            trainable=False,
+            dtype=tf.bool,
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+            name="addrop_switch",
+        )
+
+    @property
+    def value(self):
+        return bool(self.variable.numpy())
+
+    def set(self, value):
+        self.variable.assign(bool(value))
+
+    @property
+    def condition(self):
+        """What the step branches on: the variable, read by the graph."""
+        return self.variable
 
 
 def cond(pred, true_fn, false_fn):
-    """`tf.cond` whose `tf.IndexedSlices` outputs keep a constant dense shape.
+    """`tf.cond` for the two phases' outputs, which hold Nones and
+    `tf.IndexedSlices`.
+
+    The stock step hands None gradients (weights the loss does not reach) on
+    to the optimizer, which skips them, but a `tf.cond` branch cannot return
+    None: Nones stay outside the cond, and both branches must have them in
+    the same places (they run the same model).
 
     `tf.cond` passes an `IndexedSlices`' dense shape out as one more tensor,
     which XLA cannot read as a compile-time constant: the optimizer's sparse
@@ -49,26 +75,43 @@ def cond(pred, true_fn, false_fn):
         def run():
             outputs = fn()
             leaves = tf.nest.flatten(outputs)
+            nones = [leaf is None for leaf in leaves]
+            if traced.get("nones", nones) != nones:
+                raise RuntimeError(
+                    "The AD-DROP and plain passes reached different weights."
+                )
             shapes = [
                 tf.get_static_value(leaf.dense_shape)
                 if isinstance(leaf, tf.IndexedSlices)
                 else None
                 for leaf in leaves
             ]
-            traced["structure"], traced["shapes"] = outputs, shapes
+            traced.update(structure=outputs, nones=nones, shapes=shapes)
             return [
                 leaf if shape is None else (leaf.values, leaf.indices)
                 for leaf, shape in zip(leaves, shapes)
+                if leaf is not None
             ]
 
         return run
 
-    leaves = tf.cond(pred, branch(true_fn), branch(false_fn))
-    leaves = [
-        leaf if shape is None else tf.IndexedSlices(*leaf, tf.constant(shape))
-        for leaf, shape in zip(leaves, traced["shapes"])
-    ]
+    passed = iter(tf.cond(pred, branch(true_fn), branch(false_fn)))
+    leaves = []
+    for none, shape in zip(traced["nones"], traced["shapes"]):
+        if none:
+            leaves.append(None)
+        elif shape is None:
+            leaves.append(next(passed))
+        else:
+            leaves.append(tf.IndexedSlices(*next(passed), tf.constant(shape)))
     return tf.nest.pack_sequence_as(traced["structure"], leaves)
+
+
+def phase_cond(enabled, addrop_phase, plain_phase, state):
+    """Both phases in one graph, the switch variable choosing at run time."""
+    return cond(
+        enabled, lambda: addrop_phase(state), lambda: plain_phase(state)
+    )
 
 
 def sum_repeated_rows(gradient):
@@ -202,39 +245,23 @@ def gradients_of_captured(forward, layers):
     Raises:
         ValueError: if a layer was not called by `forward`.
     """
-    captured = {}
 
-    def watcher(layer):
-        def watch(tensor):
-            tape.watch(tensor)
-            captured[id(layer)] = tensor
-            return tensor
+    def watch(_, tensor):
+        tape.watch(tensor)
+        return tensor
 
-        return watch
-
+    captured = CapturedAttention(layers, transform=watch)
     with tf.GradientTape(watch_accessed_variables=False) as tape:
-        target, aux = forward({layer: watcher(layer) for layer in layers})
-    check_called(layers, captured)
+        target, aux = forward(captured.functions)
     gradients = tape.gradient(
         target,
-        [captured[id(layer)] for layer in layers],
+        captured.weights(),
         unconnected_gradients=tf.UnconnectedGradients.ZERO,
     )
     return gradients, aux
 
 
-def loss_and_gradients(loss_fn, variables):
-    """Runs `loss_fn() -> (scaled_loss, aux)` on a tape over `variables`.
-
-    Returns `(aux, gradients)`; a gradient is `None` for a variable the loss
-    does not depend on, as with the stock `train_step`.
-    """
-    with tf.GradientTape() as tape:
-        scaled_loss, aux = loss_fn()
-    return aux, tape.gradient(scaled_loss, variables)
-
-
-def check_distribution_limits(model):
+def check_distribution(model):
     """Names the Keras limits under MirroredStrategy before TF hits them.
 
     Keras 3.15 fails under `MirroredStrategy` (and its multi-worker form)
@@ -314,31 +341,73 @@ def logs_for_strategy(logs):
     return {key: tf.reshape(value, (1,)) for key, value in logs.items()}
 
 
-class TrainStep:
-    """The TensorFlow half of `keras_addrop.ADDropTrainStep`.
+def step_results(logs, state):
+    return logs_for_strategy(logs)
 
-    Keras' TensorFlow `train_step` checklist, with the plain and the AD-DROP
-    pass as the two branches of one `tf.cond` on a switch variable, so that
-    cross-tuning flips phases without retracing.
+
+def training_pass(model, state, data, keras_train_step):
+    """The forward and backward half of Keras' TensorFlow step.
+
+    Keras' `TensorFlowTrainer.train_step` cannot be called whole: both phases
+    run inside one `tf.cond`, and the optimizer's update under a
+    `tf.distribute` strategy (`merge_call`) cannot run inside a cond branch.
+    So its checklist is split at the update: this half (the tape, `y_pred`,
+    the loss with `sample_weight` and regularisation losses, loss scaling,
+    the gradients) runs in the branch, `finish_step` (the loss tracker,
+    `apply_gradients`, the compiled metrics) after the cond. A test pins
+    both halves to Keras' own step.
+
+    Returns:
+        `((loss, y_pred, gradients), state)`.
     """
+    del keras_train_step  # Split in two here; see above.
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    with tf.GradientTape() as tape:
+        if model._call_has_training_arg:
+            y_pred = model(x, training=True)
+        else:
+            y_pred = model(x)
+        loss = model._compute_loss(
+            x=x,
+            y=y,
+            y_pred=y_pred,
+            sample_weight=sample_weight,
+            training=True,
+        )
+        scaled_loss = loss
+        if model.optimizer is not None:
+            scaled_loss = model.optimizer.scale_loss(loss)
+    gradients = []
+    if model.trainable_weights:
+        gradients = tape.gradient(scaled_loss, model.trainable_weights)
+    return (loss, y_pred, gradients), state
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._addrop_switch = make_switch(True)
 
-    @property
-    def addrop_enabled(self):
-        """Whether `fit` applies AD-DROP (a variable: no retrace to flip).
+def finish_step(model, state, data, outputs):
+    """The update half of Keras' TensorFlow step (see `training_pass`).
 
-        `True` by default: AD-DROP on every epoch, the paper's "w/o
-        cross-tuning". `keras_addrop.callbacks.CrossTuning` flips it per
-        epoch. Evaluation and prediction never apply AD-DROP.
-        """
-        return bool(self._addrop_switch.numpy())
+    Returns:
+        `(logs, state)`.
+    """
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    loss, y_pred, gradients = outputs
+    model._loss_tracker.update_state(
+        unscale_loss_for_distribution(loss),
+        sample_weight=tf.shape(
+            next(i for i in keras.tree.flatten(x) if i is not None)
+        )[0],
+    )
+    if model.trainable_weights:
+        model.optimizer.apply_gradients(zip(gradients, model.trainable_weights))
+    else:
+        warnings.warn("The model does not have any trainable weights.")
+    return model.compute_metrics(
+        x, y, y_pred, sample_weight=sample_weight
+    ), state
 
-    @addrop_enabled.setter
-    def addrop_enabled(self, value):
-        self._addrop_switch.assign(bool(value))
+
+class KerasTrainerFixes:
+    """Mends in Keras 3.15's TensorFlow trainer for AD-DROP models."""
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Keras 3.15 (TensorFlow trainer) builds a distributed model from a
@@ -355,90 +424,3 @@ class TrainStep:
                 data_batch = first_replica_batch(iterator)
             if data_batch is not None:
                 self._symbolic_build(data_batch=data_batch)
-
-    def make_train_function(self, force=False):
-        check_distribution_limits(self)
-        return super().make_train_function(force=force)
-
-    def _addrop_loss_and_gradients(self, x, y, sample_weight):
-        def loss_fn():
-            y_pred = self(x, training=True)
-            loss = self.compute_loss(
-                x=x,
-                y=y,
-                y_pred=y_pred,
-                sample_weight=sample_weight,
-                training=True,
-            )
-            scaled = loss
-            if self.optimizer is not None:
-                scaled = self.optimizer.scale_loss(loss)
-            return scaled, (loss, y_pred)
-
-        (loss, y_pred), gradients = loss_and_gradients(
-            loss_fn, self.trainable_weights
-        )
-        return loss, y_pred, gradients
-
-    def train_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        layers = self.addrop_attention_layers
-        padding_mask = self._addrop_bool_padding_mask(x)
-        # tf.cond branches cannot return None, yet the stock step passes
-        # None gradients (unused weights) on to the optimizer, which skips
-        # them. Both branches run the same model, so they share the set of
-        # connected weights; it is recorded while tracing.
-        connected = []
-
-        def pack(loss, y_pred, gradients, dropped):
-            indices = [i for i, g in enumerate(gradients) if g is not None]
-            if connected and connected[0] != indices:
-                raise RuntimeError(
-                    "The AD-DROP and plain passes reached different weights."
-                )
-            connected[:] = [indices]
-            return loss, y_pred, [gradients[i] for i in indices], dropped
-
-        def plain_step():
-            loss, y_pred, gradients = self._addrop_loss_and_gradients(
-                x, y, sample_weight
-            )
-            return pack(loss, y_pred, gradients, ops.zeros((), "float32"))
-
-        def addrop_step():
-            masking, dropped = self._addrop_attribution_pass(
-                x, y, layers, padding_mask
-            )
-            with masking:
-                loss, y_pred, gradients = self._addrop_loss_and_gradients(
-                    x, y, sample_weight
-                )
-            return pack(loss, y_pred, gradients, dropped)
-
-        loss, y_pred, gradients, dropped = cond(
-            self._addrop_switch, addrop_step, plain_step
-        )
-        all_gradients = [None] * len(self.trainable_weights)
-        for i, gradient in zip(connected[0], gradients):
-            all_gradients[i] = gradient
-
-        batch_size = ops.shape(keras.tree.flatten(x)[0])[0]
-        # Keras divides the loss by the number of replicas for the gradient
-        # all-reduce; the tracker shows the undivided loss.
-        self._loss_tracker.update_state(
-            loss * num_replicas_in_sync(), sample_weight=batch_size
-        )
-        if self.trainable_weights:
-            with self._addrop_unused_pooler_ignored():
-                self.optimizer.apply_gradients(
-                    zip(all_gradients, self.trainable_weights)
-                )
-        with self._addrop_reporting(dropped, padding_mask, layers):
-            logs = self.compute_metrics(
-                x, y, y_pred, sample_weight=sample_weight
-            )
-        return logs_for_strategy(logs)
-
-    def test_step(self, data):
-        logs = self._addrop_evaluation_logs(super().test_step(data))
-        return logs_for_strategy(logs)

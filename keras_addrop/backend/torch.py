@@ -1,21 +1,30 @@
-"""The PyTorch backend: `torch.autograd.grad` and an eager step.
+"""The PyTorch backend: `torch.autograd.grad`, and Keras' eager step as the
+training pass.
 
 One implementation of the interface in `keras_addrop.backend`.
 """
 
 import contextlib
 
-import keras
 import torch
 
-from keras_addrop.backend.common import PythonSwitch
+from keras_addrop.backend.common import KerasTrainerFixes  # noqa: F401
+from keras_addrop.backend.common import PythonSwitch as Switch  # noqa: F401
 from keras_addrop.backend.common import after  # noqa: F401
 from keras_addrop.backend.common import batch_multiple  # noqa: F401
-from keras_addrop.backend.common import check_called
+from keras_addrop.backend.common import check_distribution  # noqa: F401
+from keras_addrop.backend.common import finish_step  # noqa: F401
 from keras_addrop.backend.common import kth_largest_by_top_k
+from keras_addrop.backend.common import make_train_function  # noqa: F401
 from keras_addrop.backend.common import merge_repeated_rows  # noqa: F401
 from keras_addrop.backend.common import merges_repeated_rows  # noqa: F401
+from keras_addrop.backend.common import phase_cond  # noqa: F401
 from keras_addrop.backend.common import predict_function  # noqa: F401
+from keras_addrop.backend.common import split_step_results  # noqa: F401
+from keras_addrop.backend.common import step_arguments  # noqa: F401
+from keras_addrop.backend.common import step_results  # noqa: F401
+from keras_addrop.backend.common import with_state  # noqa: F401
+from keras_addrop.layers.addrop_attention import CapturedAttention
 
 
 def gradients_of_captured(forward, layers):
@@ -35,19 +44,10 @@ def gradients_of_captured(forward, layers):
     Raises:
         ValueError: if a layer was not called by `forward`.
     """
-    captured = {}
-
-    def keeper(layer):
-        def keep(tensor):
-            captured[id(layer)] = tensor
-            return tensor
-
-        return keep
-
+    captured = CapturedAttention(layers)
     with torch.enable_grad():
-        target, aux = forward({layer: keeper(layer) for layer in layers})
-    check_called(layers, captured)
-    tensors = [captured[id(layer)] for layer in layers]
+        target, aux = forward(captured.functions)
+    tensors = captured.weights()
     if not target.requires_grad:
         # Nothing depends on a trainable weight (a frozen model): the
         # captured weights are constants, whose gradients are zero.
@@ -95,30 +95,6 @@ def set_global_random_state(state):
     torch.set_rng_state(torch.tensor(state, dtype=torch.uint8))
 
 
-class TrainStep(PythonSwitch):
-    """The PyTorch half of `keras_addrop.ADDropTrainStep`.
-
-    Keras' eager PyTorch step, with the attribution pass and the masks
-    before it; `addrop_enabled` is read at every step.
-    """
-
-    def train_step(self, data):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        layers = self.addrop_attention_layers
-        padding_mask = self._addrop_bool_padding_mask(x)
-        if self.addrop_enabled:
-            masking, dropped = self._addrop_attribution_pass(
-                x, y, layers, padding_mask
-            )
-        else:
-            masking = contextlib.nullcontext()
-            dropped = keras.ops.zeros((), "float32")
-        with (
-            masking,
-            self._addrop_reporting(dropped, padding_mask, layers),
-            self._addrop_unused_pooler_ignored(),
-        ):
-            return super().train_step(data)
-
-    def test_step(self, data):
-        return self._addrop_evaluation_logs(super().test_step(data))
+def training_pass(model, state, data, keras_train_step):
+    """Keras' own eager step (`TorchTrainer.train_step`), whole."""
+    return keras_train_step(data), state

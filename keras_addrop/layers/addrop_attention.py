@@ -1,4 +1,5 @@
 import contextlib
+import functools
 import threading
 
 import keras
@@ -55,6 +56,55 @@ def addrop_scope(keep_masks=None, capture=None):
         yield _local.scope
     finally:
         _local.scope = previous
+
+
+class CapturedAttention:
+    """The attention weights that `layers` see in one forward pass.
+
+    Its `functions` are the `capture` argument of `addrop_scope`: each
+    layer's function records the weights it is given and hands
+    `transform(index, weights)` on in their place (the weights themselves
+    by default), `index` being the layer's position in `layers`. Every
+    gradient of a prediction with respect to attention weights is taken
+    through it, on every backend, and so is attention as attribution.
+    """
+
+    def __init__(self, layers, transform=None):
+        self.layers = list(layers)
+        self._transform = transform
+        self._weights = {}
+
+    @property
+    def functions(self):
+        return {
+            layer: functools.partial(self._capture, index)
+            for index, layer in enumerate(self.layers)
+        }
+
+    def _capture(self, index, weights):
+        self._weights[index] = weights
+        if self._transform is None:
+            return weights
+        return self._transform(index, weights)
+
+    def weights(self):
+        """The recorded weights, in the order of `layers`.
+
+        Raises:
+            ValueError: if the forward pass did not call one of `layers`.
+        """
+        missing = [
+            layer.name
+            for index, layer in enumerate(self.layers)
+            if index not in self._weights
+        ]
+        if missing:
+            raise ValueError(
+                "These attention layers were not called by the model's "
+                "forward pass, so they have no attribution. Received: "
+                f"layers={missing}"
+            )
+        return [self._weights[index] for index in range(len(self.layers))]
 
 
 @keras_addrop_export("keras_addrop.layers.ADDropAttention")

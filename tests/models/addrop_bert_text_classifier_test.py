@@ -13,6 +13,7 @@ from keras_addrop.models import ADDropBertTextClassifier
 from tests.test_case import TestCase
 from tests.test_case import compile_for_test
 from tests.test_case import dense_gradient_step
+from tests.test_case import differences_from_keras_step
 from tests.test_case import minilm_path
 from tests.test_case import tiny_backbone
 from tests.test_case import tiny_batch
@@ -76,6 +77,23 @@ class ADDropBertTextClassifierTest(TestCase):
         self.assertWeightsClose(model, stock, atol=1e-6)
         self.assertAllClose(ours.history["loss"], ref.history["loss"])
         self.assertEqual(ours.history["addrop_drop_fraction"], [0.0])
+
+    def test_plain_step_is_keras_own_step_with_and_without_loss_scaling(self):
+        # Logs, weights and optimizer state after 4 weighted steps, against
+        # Keras' `train_step` on the stock classifier: on TensorFlow the
+        # step re-implements its checklist around a `tf.cond`, elsewhere it
+        # calls it. A Keras upgrade that changes the checklist fails here.
+        configurations = [("float32", False), ("float32", True)]
+        if keras.config.backend() != "jax":
+            # JAX on CPU has no float16 attention with float32 accumulation,
+            # the stock layer's fused path at dropout 0.
+            configurations.append(("mixed_float16", True))
+        for policy, loss_scale in configurations:
+            with self.subTest(policy=policy, loss_scale=loss_scale):
+                report = differences_from_keras_step(
+                    self.x, self.y, policy=policy, loss_scale=loss_scale
+                )
+                self.assertIsKerasStep(report, loss_scaled=loss_scale)
 
     def test_plain_step_without_merging_matches_untouched_stock_fit(self):
         model, stock = twin_models(merge_repeated_rows=False)

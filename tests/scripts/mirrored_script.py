@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 import keras_addrop  # noqa: E402
+from tests.test_case import differences_from_keras_step  # noqa: E402
 from tests.test_case import tiny_backbone  # noqa: E402
 from tests.test_case import tiny_batch  # noqa: E402
 
@@ -62,6 +63,14 @@ def main():
     report["plain_max_weight_difference"] = float(
         max(np.abs(a - b).max() for a, b in zip(*weights))
     )
+
+    # AD-DROP off: Keras' own step, mirrored, with and without loss scaling.
+    report["keras_step"] = {
+        policy: differences_from_keras_step(
+            x, y, mirrored, policy, loss_scale=policy == "mixed_float16"
+        )
+        for policy in ("float32", "mixed_float16")
+    }
 
     # AD-DROP on, with cross-tuning.
     model = build(
