@@ -37,9 +37,9 @@ def start_then_patch(start=keras_addrop_cli._start):
     from keras_addrop import runs
     from keras_addrop.train_step import ADDropTrainStep
 
-    compute_metrics = ADDropTrainStep.compute_metrics
+    train_step = ADDropTrainStep._addrop_train_step
 
-    def noisy_compute_metrics(self, *args, **kwargs):
+    def noisy_train_step(self, *args, **kwargs):
         if keras.backend.backend() == "jax":
             import jax
 
@@ -47,9 +47,10 @@ def start_then_patch(start=keras_addrop_cli._start):
             jax.debug.callback(log_from_cpp)
         else:
             log_from_cpp()  # An op of the traced (TF) or eager (PyTorch) step.
-        return compute_metrics(self, *args, **kwargs)
+        return train_step(self, *args, **kwargs)
 
-    ADDropTrainStep.compute_metrics = noisy_compute_metrics
+    # The one step every backend runs (traced, compiled or eager).
+    ADDropTrainStep._addrop_train_step = noisy_train_step
     if os.environ.get("FAIL_AFTER_FIT"):
 
         def describe(result):
