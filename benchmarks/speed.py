@@ -679,6 +679,10 @@ def main():
     parser.add_argument("--xla-rounds", type=int, default=4)
     parser.add_argument("--backend-rounds", type=int, default=5)
     parser.add_argument(
+        "--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS),
+        help="--parts backends / versions: the backends to run.",
+    )  # fmt: skip
+    parser.add_argument(
         "--baseline-source", default=None,
         help="--parts versions: a folder with another version of the "
         "package (a git worktree), timed against this one.",
@@ -772,7 +776,10 @@ def main():
             save()
         if "backends" in args.parts:
             entry["backends"] = backend_ratios(
-                length, args.batch_size, args.backend_rounds
+                length,
+                args.batch_size,
+                args.backend_rounds,
+                backends=tuple(args.backends),
             )
             save()
             print(json.dumps(entry["backends"]["ratios"], indent=1))
@@ -783,6 +790,7 @@ def main():
                 length,
                 args.batch_size,
                 args.backend_rounds,
+                backends=tuple(args.backends),
                 baseline=args.baseline_source,
             )
             entry["versions"]["baseline"] = args.baseline_label
