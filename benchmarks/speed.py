@@ -725,10 +725,6 @@ def main():
         with open(args.output) as f:
             results = {**results, **json.load(f)}
     command = "python benchmarks/speed.py " + " ".join(sys.argv[1:])
-    if "command" in results:  # A file from before `--parts` existed.
-        previous = results.pop("command")
-        for part in ("steps", "epoch_pair", "memory"):
-            results["commands"].setdefault(part, previous)
     for part in args.parts:
         results["commands"][part] = command
     results.update(
