@@ -540,9 +540,7 @@ def predict(args):
         dataset = to_dataset(texts)
     else:
         dataset = glue.load_glue(task, split, data_dir=args.data_dir)
-    labelled = glue.loading.is_labelled(
-        glue.loading._resolve_split(task, split)
-    )
+    labelled = glue.loading.is_labelled(task.resolve_split(split))
     if labelled:
         dataset = dataset.map(lambda x, y: x)
     batches = glue.preprocessed_batches(

@@ -9,18 +9,6 @@ import tensorflow as tf
 from keras_addrop.glue.tasks import get_task
 
 
-def _resolve_split(task, split):
-    split = {"dev": "validation"}.get(split, split)
-    if split == "validation" and task.dev_split != "validation":
-        split = task.dev_split
-    if split not in task.splits:
-        raise ValueError(
-            f"Unknown split for GLUE {task.name}. Expected one of "
-            f"{list(task.splits)} (or 'dev'). Received: split={split!r}"
-        )
-    return split
-
-
 def is_labelled(split):
     return not split.startswith("test")
 
@@ -53,7 +41,7 @@ def read_glue_tsv(task, split, glue_dir):
             message names the file and line).
     """
     task = get_task(task)
-    split = _resolve_split(task, split)
+    split = task.resolve_split(split)
     path = os.path.join(os.fspath(glue_dir), task.name, task.tsv_file(split))
     if not os.path.isfile(path):
         raise FileNotFoundError(
@@ -189,7 +177,7 @@ def _load_tfds(task, split, data_dir, download):
     import tensorflow_datasets as tfds
 
     base = split.split("[")[0]
-    resolved = _resolve_split(task, base)
+    resolved = task.resolve_split(base)
     split = resolved + split[len(base) :]
     try:
         dataset = tfds.load(

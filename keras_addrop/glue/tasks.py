@@ -55,6 +55,23 @@ class GlueTask:
     def tsv_file(self, split):
         return dict(self.tsv_files)[split]
 
+    def resolve_split(self, split):
+        """The split's name in this task's files and in tfds: `"dev"` and
+        `"validation"` name the task's dev split (MNLI's matched one).
+
+        Raises:
+            ValueError: for a split the task does not have.
+        """
+        split = {"dev": "validation"}.get(split, split)
+        if split == "validation" and self.dev_split != "validation":
+            split = self.dev_split
+        if split not in self.splits:
+            raise ValueError(
+                f"Unknown split for GLUE {self.name}. Expected one of "
+                f"{list(self.splits)} (or 'dev'). Received: split={split!r}"
+            )
+        return split
+
     def parse_label(self, value):
         """A TSV label cell as the tfds label (int class or float score)."""
         if self.is_regression:
