@@ -464,11 +464,11 @@ def _run(args):
 
     try:
         if args.command == "summarize":
-            print(
-                reports.summarize(
+            with runs.user_errors():
+                tables = reports.summarize(
                     args.folders, args.output, args.heatmap, args.curves
                 )
-            )
+            print(tables)
         elif args.command == "finetune":
             result = runs.finetune(args)
             print(runs.describe(result))
@@ -480,7 +480,8 @@ def _run(args):
             runs.sweep(args)
         else:
             runs.predict(args)
-    except (ValueError, FileNotFoundError) as error:
+    except runs.RunError as error:
+        # The user's error; any other exception is a bug, with its traceback.
         print(f"keras-addrop: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -1,5 +1,6 @@
 """Fine-tuning runs: GLUE data + AD-DROP models + callbacks -> results."""
 
+import contextlib
 import itertools
 import json
 import os
@@ -22,6 +23,23 @@ FAILED_FILE = "FAILED.txt"
 
 class RunError(ValueError):
     """A run that cannot start, with the reason for the user."""
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Makes the argument and data errors the library raises in the block
+    (`ValueError`, `FileNotFoundError`) the user's: a `RunError`.
+
+    Only the steps that read the user's input (the task and its files, the
+    sample, the preset and the model's options) run in it; an error from
+    anywhere else is a bug and keeps its type and traceback.
+    """
+    try:
+        yield
+    except RunError:
+        raise
+    except (ValueError, FileNotFoundError) as error:
+        raise RunError(str(error)) from error
 
 
 def resolve_preset(preset):
@@ -305,7 +323,8 @@ def finetune(args):
     """
     strategy = getattr(args, "strategy", "none")
     scope = distribution_scope(strategy)
-    task, (texts, labels), (dev_texts, dev_labels) = load_task_data(args)
+    with user_errors():
+        task, (texts, labels), (dev_texts, dev_labels) = load_task_data(args)
     if args.few_shot is not None and task.is_regression:
         raise RunError(
             f"--few-shot needs a classification task, not {task.name}"
@@ -316,9 +335,10 @@ def finetune(args):
     output = worker_output(args.output)
     keras.utils.set_random_seed(args.seed)
 
-    indices = glue.sample_indices(
-        labels, args.train_limit, args.few_shot, seed=args.sample_seed
-    )
+    with user_errors():
+        indices = glue.sample_indices(
+            labels, args.train_limit, args.few_shot, seed=args.sample_seed
+        )
 
     # The whole run in the distribution's scope: JAX's data-parallel step
     # reads the distribution when `fit` compiles it.
@@ -329,10 +349,11 @@ def finetune(args):
                 f"--batch-size {args.batch_size} does not split evenly over "
                 f"the {devices} devices of --strategy {strategy}"
             )
-        cls = classifier_class(preset)
-        preprocessor = preprocessor_for(cls, preset, args.max_length)
-        addrop = addrop_options(args)
-        model = build_classifier(cls, preset, args.pooling, task, addrop)
+        with user_errors():
+            cls = classifier_class(preset)
+            preprocessor = preprocessor_for(cls, preset, args.max_length)
+            addrop = addrop_options(args)
+            model = build_classifier(cls, preset, args.pooling, task, addrop)
         model.addrop_enabled = not args.no_addrop
         loss = (
             keras.losses.MeanSquaredError()
@@ -525,7 +546,8 @@ def argparse_copy(args, **changes):
 
 def predict(args):
     """Writes test-set predictions as `index<TAB>prediction` rows."""
-    task = glue.get_task(args.task)
+    with user_errors():
+        task = glue.get_task(args.task)
     if not os.path.isfile(args.model):
         raise RunError(f"no model file at {args.model}")
     import keras_addrop  # noqa: F401 -- registers the classes for loading.
@@ -535,12 +557,13 @@ def predict(args):
     cls = classifier_class(preset)
     preprocessor = preprocessor_for(cls, preset, args.max_length)
     split = args.split
-    if args.glue_dir is not None:
-        texts, _ = glue.read_glue_tsv(task, split, args.glue_dir)
-        dataset = to_dataset(texts)
-    else:
-        dataset = glue.load_glue(task, split, data_dir=args.data_dir)
-    labelled = glue.loading.is_labelled(task.resolve_split(split))
+    with user_errors():
+        if args.glue_dir is not None:
+            texts, _ = glue.read_glue_tsv(task, split, args.glue_dir)
+            dataset = to_dataset(texts)
+        else:
+            dataset = glue.load_glue(task, split, data_dir=args.data_dir)
+        labelled = glue.loading.is_labelled(task.resolve_split(split))
     if labelled:
         dataset = dataset.map(lambda x, y: x)
     batches = glue.preprocessed_batches(

@@ -297,6 +297,26 @@ class CommandLineTest(_Fixtures):
             "(`keras-addrop finetune --help` lists the options)\n",
         )
 
+    def test_only_the_users_errors_exit_with_2_and_bugs_keep_their_traceback(
+        self,
+    ):
+        output = os.path.join(self.get_temp_dir(), "run")
+        # The model's own check of the user's flag: one line, exit 2.
+        code, _, err = run(
+            "finetune", *self.common, "--addrop-layers", "7", "--output",
+            output,
+        )  # fmt: skip
+        self.assertEqual(code, 2)
+        self.assertTrue(err.startswith("keras-addrop: error: "), err)
+        self.assertIn("Received: addrop_layers=(7,)", err)
+        # A ValueError from inside training is a bug, not the user's error.
+        with mock.patch.object(
+            runs.EpochLog, "on_epoch_end", side_effect=ValueError("a bug")
+        ):
+            with self.assertRaisesRegex(ValueError, "a bug") as raised:
+                run("finetune", *self.common, "--output", output)
+        self.assertNotIsInstance(raised.exception, runs.RunError)
+
     def test_help_gives_every_flag_a_line_and_its_default(self):
         parser = build_parser()
         subparsers = parser._subparsers._group_actions[0].choices
