@@ -11,70 +11,72 @@ asks for them.
 
 import argparse
 import contextlib
+import dataclasses
+import importlib.util
 import os
 import sys
 import tempfile
-
-# `keras_addrop.glue.TASKS`, which cannot be imported before the arguments are
-# parsed; a test keeps the two equal.
-GLUE_TASKS = (
-    "cola",
-    "mnli",
-    "mrpc",
-    "qnli",
-    "qqp",
-    "rte",
-    "sst2",
-    "stsb",
-    "wnli",
-)
+import types
 
 
-def _layers(value):
-    if value == "all":
-        return "all"
-    try:
-        return tuple(int(v) for v in value.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected 'all' or comma-separated layer indices, got {value!r}"
-        ) from None
+def _load_run_options():
+    """`keras_addrop.run_options`, loaded without the package's `__init__`.
+
+    The package's `__init__` imports Keras and TensorFlow. `run_options`
+    and the `validation` it imports are plain Python, so they are loaded
+    from the package's folder under a name of their own: the flags, their
+    checks and their error wording are the package's, before any backend
+    starts.
+    """
+    name = "_keras_addrop_plain"
+    if name not in sys.modules:
+        spec = importlib.util.find_spec("keras_addrop")  # Not imported.
+        folder = types.ModuleType(name)
+        folder.__path__ = list(spec.submodule_search_locations)
+        sys.modules[name] = folder
+    return importlib.import_module(f"{name}.run_options")
 
 
-def _ratio(value):
-    try:
-        number = float(value)
-    except ValueError:
-        number = None
-    if number is None or not 0.0 <= number <= 1.0:
-        raise argparse.ArgumentTypeError(
-            f"expected a float in [0, 1], got {value}"
-        )
-    return number
+run_options = _load_run_options()
 
 
-def _positive(value):
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive integer, got {value}"
-        )
-    return number
+def _argument_type(parse):
+    """An argparse `type` from a run option's parser: its `ValueError`
+    becomes argparse's error, with the parser's message."""
+
+    def convert(text):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return convert
 
 
-def _folder(value):
-    if not os.path.isdir(value):
-        raise argparse.ArgumentTypeError(f"no such folder: {value}")
-    return value
-
-
-def _file(value):
-    if not os.path.isfile(value):
-        raise argparse.ArgumentTypeError(f"no such file: {value}")
-    return value
+def _add_option(parser, option, **changes):
+    """Adds a run option's flag; `changes` replace fields of the option."""
+    option = dataclasses.replace(option, **changes)
+    if option.switch:
+        parser.add_argument(option.flag, action="store_true", help=option.help)
+        return
+    kwargs = {}
+    if option.parse is not None:
+        kwargs["type"] = _argument_type(option.parse)
+    if option.nargs is not None:
+        kwargs["nargs"] = option.nargs
+    help = option.help
+    if isinstance(option.default, (tuple, list)):
+        # As it is typed, not as Python prints it.
+        separator = " " if option.nargs else ","
+        shown = separator.join(str(value) for value in option.default)
+        help += f" (default: {shown})"
+    parser.add_argument(
+        option.flag,
+        default=option.default,
+        choices=option.choices,
+        help=help,
+        **kwargs,
+    )
 
 
 def _add_backend_logs_argument(parser):
@@ -89,203 +91,8 @@ def _add_backend_logs_argument(parser):
 
 
 def _add_training_arguments(parser):
-    parser.add_argument(
-        "--task",
-        default=None,
-        help="GLUE task: " + ", ".join(GLUE_TASKS) + ". Or your own "
-        "data: --train-file and --validation-file.",
-    )
-    parser.add_argument(
-        "--train-file",
-        type=_file,
-        default=None,
-        help="Your own training data: a CSV, TSV or JSON-lines file with "
-        "named columns (instead of --task).",
-    )
-    parser.add_argument(
-        "--validation-file",
-        type=_file,
-        default=None,
-        help="Your own validation data, in the training file's columns.",
-    )
-    parser.add_argument(
-        "--text-columns",
-        nargs="+",
-        default=["sentence"],
-        help="The one or two text columns of --train-file.",
-    )
-    parser.add_argument(
-        "--label-column",
-        default="label",
-        help="The label column of --train-file: class names or ids, or "
-        "scores (regression).",
-    )
-    parser.add_argument(
-        "--metric",
-        choices=(
-            "accuracy", "f1", "matthews_corrcoef", "pearson", "spearman"
-        ),
-        default=None,
-        help="The main metric for --train-file (default: accuracy for "
-        "classes, pearson for scores).",
-    )  # fmt: skip
-    parser.add_argument(
-        "--preset",
-        default=None,
-        help="keras-hub preset name or local folder (keras-hub or Hugging "
-        "Face). Defaults to the installed MiniLM-L6 package's folder.",
-    )
-    parser.add_argument(
-        "--glue-dir",
-        type=_folder,
-        default=None,
-        help="Folder in the GLUE TSV layout. Without it, tensorflow-datasets.",
-    )
-    parser.add_argument("--data-dir", default=None, help="tfds data folder.")
-    parser.add_argument(
-        "--pooling",
-        choices=("cls", "mean"),
-        default="cls",
-        help="Classification head: keras-hub's [CLS] pooler, or the mean of "
-        "the token outputs (what sentence encoders such as MiniLM-L6 were "
-        "trained with).",
-    )
-    parser.add_argument(
-        "--epochs", type=_positive, default=3, help="Training epochs."
-    )
-    parser.add_argument(
-        "--batch-size", type=_positive, default=32, help="Examples a batch."
-    )
-    parser.add_argument(
-        "--learning-rate", type=float, default=2e-5, help="AdamW's rate."
-    )
-    parser.add_argument(
-        "--weight-decay", type=float, default=0.01, help="AdamW's decay."
-    )
-    parser.add_argument(
-        "--max-length",
-        type=_positive,
-        default=128,
-        help="Tokens an example is cut to (batches are as long as their "
-        "longest example unless --no-length-aware).",
-    )
-    parser.add_argument(
-        "--candidate-ratio",
-        type=_ratio,
-        default=0.3,
-        help="p in the paper: the share of each attention row's keys, "
-        "highest attribution first, that are candidates for dropping.",
-    )
-    parser.add_argument(
-        "--drop-rate",
-        type=_ratio,
-        default=0.3,
-        help="q in the paper: the probability of dropping each candidate.",
-    )
-    parser.add_argument(
-        "--addrop-layers",
-        type=_layers,
-        # The models' default too; argparse converts it with `_layers`.
-        default="0",
-        help="'all' or comma-separated encoder layer indices (0 is the "
-        "first) whose attention AD-DROP masks.",
-    )
-    parser.add_argument(
-        "--attribution",
-        choices=("gradient", "integrated_gradients", "attention", "random"),
-        default="gradient",
-        help="How positions are ranked: GA, IGA, AA or RD (the paper's "
-        "Table 2).",
-    )
-    parser.add_argument(
-        "--labels",
-        choices=("pseudo", "gold"),
-        default="pseudo",
-        help="Which class's logit is attributed: the predicted or the true "
-        "one.",
-    )
-    parser.add_argument(
-        "--drop-region",
-        choices=("high", "low"),
-        default="high",
-        help="Drop among the highest- or the lowest-attribution keys.",
-    )
-    parser.add_argument(
-        "--ig-steps",
-        type=_positive,
-        default=20,
-        help="Integrated-gradient steps (--attribution integrated_gradients).",
-    )
-    parser.add_argument(
-        "--no-addrop", action="store_true", help="Plain fine-tuning."
-    )
-    parser.add_argument(
-        "--no-cross-tuning",
-        action="store_true",
-        help="AD-DROP on every epoch instead of alternating.",
-    )
-    parser.add_argument(
-        "--stock-embedding-updates",
-        action="store_true",
-        help="Keep Keras' stock optimizer update of embedding rows that "
-        "occur more than once in a batch (by default they are updated as "
-        "the dense gradient updates them).",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=42, help="Seed of training and drops."
-    )
-    parser.add_argument(
-        "--train-limit",
-        type=_positive,
-        default=None,
-        help="Train on this many examples, sampled with --sample-seed.",
-    )
-    parser.add_argument(
-        "--few-shot",
-        type=_positive,
-        default=None,
-        help="Train on this many examples of each class.",
-    )
-    parser.add_argument(
-        "--sample-seed",
-        type=int,
-        default=1234,
-        help="Seed of --train-limit / --few-shot sampling (fixed across "
-        "training seeds, so every seed sees the same examples).",
-    )
-    parser.add_argument(
-        "--patience",
-        type=_positive,
-        default=None,
-        help="Stop after this many epochs without a better dev score.",
-    )
-    parser.add_argument(
-        "--no-length-aware",
-        action="store_true",
-        help="Pad every batch to --max-length.",
-    )
-    parser.add_argument(
-        "--no-save-model",
-        action="store_true",
-        help="Do not write model.keras at the end.",
-    )
-    parser.add_argument(
-        "--strategy",
-        choices=("none", "mirrored", "multi-worker"),
-        default="none",
-        help="Data parallelism over the local devices: MirroredStrategy on "
-        "TensorFlow, keras.distribution.DataParallel on JAX; or "
-        "MultiWorkerMirroredStrategy over the cluster in TF_CONFIG "
-        "(TensorFlow only). PyTorch: none only.",
-    )
-    parser.add_argument(
-        "--verbose",
-        type=int,
-        choices=(0, 1, 2),
-        default=None,
-        help="Keras' fit verbosity (default: a progress bar on a terminal, "
-        "a line per epoch otherwise).",
-    )
+    for option in run_options.OPTIONS:
+        _add_option(parser, option)
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -335,30 +142,15 @@ def build_parser():
     )
     _add_training_arguments(sweep)
     sweep.add_argument("--output", required=True, help="Sweep folder.")
-    sweep.add_argument(
-        "--candidate-ratios",
-        type=_ratio,
-        nargs="+",
-        default=[0.3],
-        help="The values of p (--candidate-ratio) to run.",
-    )
-    sweep.add_argument(
-        "--drop-rates",
-        type=_ratio,
-        nargs="+",
-        default=[0.3],
-        help="The values of q (--drop-rate) to run.",
-    )
-    sweep.add_argument(
-        "--seeds", type=int, nargs="+", default=[42], help="Training seeds."
-    )
+    for option in run_options.SWEEP_OPTIONS:
+        _add_option(sweep, option)
 
     summarize = commands.add_parser(
         "summarize", help="Mean +- std tables, dev curves and a p/q heat map."
     )
     summarize.add_argument(
         "folders",
-        type=_folder,
+        type=_argument_type(run_options.existing_folder("folders")),
         nargs="+",
         help="Run or sweep folders (searched below).",
     )
@@ -373,23 +165,20 @@ def build_parser():
     )
     predict.add_argument("--task", required=True, help="GLUE task.")
     predict.add_argument(
-        "--model", type=_file, required=True, help="A .keras file."
+        "--model",
+        type=_argument_type(run_options.existing_file("model")),
+        required=True,
+        help="A .keras file.",
     )
-    predict.add_argument("--preset", default=None, help="For the tokenizer.")
-    predict.add_argument(
-        "--glue-dir",
-        type=_folder,
-        default=None,
-        help="Folder in the GLUE TSV layout.",
+    options = run_options.BY_NAME
+    _add_option(predict, options["preset"], help="For the tokenizer.")
+    _add_option(
+        predict, options["glue_dir"], help="Folder in the GLUE TSV layout."
     )
-    predict.add_argument("--data-dir", default=None, help="tfds data folder.")
+    _add_option(predict, options["data_dir"])
     predict.add_argument("--split", default="test", help="Split to predict.")
-    predict.add_argument(
-        "--max-length", type=_positive, default=128, help="Tokens an example."
-    )
-    predict.add_argument(
-        "--batch-size", type=_positive, default=64, help="Examples a batch."
-    )
+    _add_option(predict, options["max_length"], help="Tokens an example.")
+    _add_option(predict, options["batch_size"], default=64)
     predict.add_argument("--output", required=True, help="TSV file.")
     for subparser in (finetune, sweep, summarize, predict):
         _add_backend_logs_argument(subparser)

@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 import scipy.special  # noqa: E402
 
 from keras_addrop import glue  # noqa: E402
+from keras_addrop import run_options  # noqa: E402
 from keras_addrop import runs  # noqa: E402
 from keras_addrop.attribution import compute_attribution  # noqa: E402
 from keras_addrop.layers import addrop_scope  # noqa: E402
@@ -134,7 +135,7 @@ def run(args):
         preset, sequence_length=args.max_length
     )
     model = runs.build_classifier(
-        cls, preset, args.pooling, task, runs.addrop_options(args)
+        cls, preset, args.pooling, task, run_options.model_arguments(args)
     )
     model.addrop_enabled = False
     model.compile(

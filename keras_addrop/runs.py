@@ -1,6 +1,7 @@
 """Fine-tuning runs: GLUE data + AD-DROP models + callbacks -> results."""
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import os
@@ -12,11 +13,13 @@ import tensorflow as tf
 
 from keras_addrop import backend
 from keras_addrop import glue
+from keras_addrop import run_options
 from keras_addrop.callbacks import BackupAndRestore
 from keras_addrop.callbacks import CrossTuning
 from keras_addrop.models.presets import minilm_l6_preset
 
 RESULTS_FILE = "results.json"
+EPOCH_LOG = "epochs.jsonl"
 # Written into a run folder whose training stopped with an error.
 FAILED_FILE = "FAILED.txt"
 
@@ -131,21 +134,6 @@ def build_classifier(cls, preset, pooling, task, addrop):
     )
 
 
-def addrop_options(args):
-    """The AD-DROP classifier's arguments from a run's flags."""
-    return dict(
-        candidate_ratio=args.candidate_ratio,
-        drop_rate=args.drop_rate,
-        addrop_layers=args.addrop_layers,
-        attribution=args.attribution,
-        attribution_labels=args.labels,
-        drop_region=args.drop_region,
-        ig_steps=args.ig_steps,
-        seed=args.seed,
-        merge_repeated_rows=not getattr(args, "stock_embedding_updates", False),
-    )
-
-
 def load_arrays(task, split, glue_dir=None, data_dir=None):
     """A split as `(texts, labels)` numpy-friendly lists, from either source."""
     if glue_dir is not None:
@@ -199,29 +187,6 @@ def to_dataset(texts, labels=None, indices=None):
     if labels is None:
         return tf.data.Dataset.from_tensor_slices(features)
     return tf.data.Dataset.from_tensor_slices((features, labels))
-
-
-def run_config(args):
-    keys = [
-        "task", "preset", "pooling", "glue_dir", "data_dir", "epochs",
-        "batch_size", "learning_rate", "weight_decay", "max_length",
-        "candidate_ratio", "drop_rate", "addrop_layers", "attribution",
-        "labels", "drop_region",
-        "ig_steps", "no_addrop", "no_cross_tuning", "seed", "train_limit",
-        "few_shot", "sample_seed", "patience", "no_length_aware", "strategy",
-    ]  # fmt: skip
-    config = {key: getattr(args, key) for key in keys}
-    for key in (
-        "train_file", "validation_file", "text_columns", "label_column",
-        "metric",
-    ):  # fmt: skip
-        config[key] = getattr(args, key, None)
-    config["stock_embedding_updates"] = getattr(
-        args, "stock_embedding_updates", False
-    )
-    if isinstance(config["addrop_layers"], tuple):
-        config["addrop_layers"] = list(config["addrop_layers"])
-    return config
 
 
 def method_name(config):
@@ -314,6 +279,124 @@ def resumable_epochs(backup, epoch_log):
     return records
 
 
+@dataclasses.dataclass
+class RunData:
+    """A run's data, read and checked: the task, the training examples
+    (`indices` into `texts` and `labels`: the sample it trains on) and the
+    dev examples."""
+
+    task: object
+    texts: tuple
+    labels: np.ndarray
+    indices: np.ndarray
+    dev_texts: tuple
+    dev_labels: np.ndarray
+
+
+def resolve_data(args):
+    """Reads the run's task and files and draws its training sample."""
+    with user_errors():
+        task, (texts, labels), (dev_texts, dev_labels) = load_task_data(args)
+    if args.few_shot is not None and task.is_regression:
+        raise RunError(
+            f"--few-shot needs a classification task, not {task.name}"
+        )
+    with user_errors():
+        indices = glue.sample_indices(
+            labels, args.train_limit, args.few_shot, seed=args.sample_seed
+        )
+    return RunData(task, texts, labels, indices, dev_texts, dev_labels)
+
+
+def build(args, task, preset):
+    """The compiled AD-DROP classifier and its preprocessor, from the run's
+    model and optimizer options."""
+    with user_errors():
+        cls = classifier_class(preset)
+        preprocessor = preprocessor_for(cls, preset, args.max_length)
+        addrop = run_options.model_arguments(args)
+        model = build_classifier(cls, preset, args.pooling, task, addrop)
+    model.addrop_enabled = not args.no_addrop
+    loss = (
+        keras.losses.MeanSquaredError()
+        if task.is_regression
+        else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    model.compile(
+        optimizer=keras.optimizers.AdamW(
+            args.learning_rate, weight_decay=args.weight_decay
+        ),
+        loss=loss,
+        # keras-hub's default accuracy means nothing for regression.
+        metrics=[] if task.is_regression else ["accuracy"],
+    )
+    return model, preprocessor
+
+
+def batches(args, data, preprocessor, initial_epoch):
+    """The training and dev batches; the training batches shuffled
+    (seeded, length-aware) as from `initial_epoch`."""
+    length_aware = not args.no_length_aware
+    train = glue.preprocessed_batches(
+        to_dataset(data.texts, data.labels, data.indices),
+        preprocessor,
+        args.batch_size,
+        length_aware=length_aware,
+        shuffle=True,
+        seed=args.seed,
+        initial_epoch=initial_epoch,
+        pad_to_multiple_of=backend.WIDTH_MULTIPLE,
+        batch_multiple=backend.batch_multiple(),
+    )
+    dev = glue.preprocessed_batches(
+        to_dataset(data.dev_texts, data.dev_labels),
+        preprocessor,
+        args.batch_size,
+        length_aware=length_aware,
+        pad_to_multiple_of=backend.WIDTH_MULTIPLE,
+    )
+    return train, dev
+
+
+def fit(args, model, train, callbacks, output):
+    """`model.fit`; a run that stops with an error leaves `FAILED.txt` in
+    `output`, saying how far it got and how to resume."""
+    failed = os.path.join(output, FAILED_FILE)
+    if os.path.isfile(failed):
+        os.remove(failed)
+    try:
+        # The batches are shuffled already (seeded, length-aware).
+        model.fit(
+            train,
+            epochs=args.epochs,
+            callbacks=callbacks,
+            verbose=args.verbose if args.verbose is not None else "auto",
+            shuffle=False,
+        )
+    except BaseException as error:
+        finished = len(read_epoch_log(os.path.join(output, EPOCH_LOG)))
+        with open(failed, "w") as f:
+            f.write(
+                f"This run stopped after {finished} finished epoch(s) of "
+                f"{args.epochs}: {type(error).__name__}: {error}\n"
+                "Run the same command again to resume after the last "
+                "finished epoch.\n"
+            )
+        raise
+
+
+def write_results(result, model, output, save_model=True):
+    """Writes `results.json` (whole or not at all: it marks a finished
+    run), the model and the loss plot."""
+    if save_model:
+        model.save(os.path.join(output, "model.keras"))
+    partial = os.path.join(output, RESULTS_FILE + ".partial")
+    with open(partial, "w") as f:
+        json.dump(result, f, indent=1)
+    os.replace(partial, os.path.join(output, RESULTS_FILE))
+    plot_losses(result, os.path.join(output, "losses.png"))
+
+
 def finetune(args):
     """One fine-tuning run; writes `results.json` and returns its content.
 
@@ -321,24 +404,14 @@ def finetune(args):
     in `OUTPUT/backup`): the same command, run again after an interruption,
     resumes from the last finished epoch, in the right cross-tuning phase.
     """
-    strategy = getattr(args, "strategy", "none")
+    strategy = args.strategy
     scope = distribution_scope(strategy)
-    with user_errors():
-        task, (texts, labels), (dev_texts, dev_labels) = load_task_data(args)
-    if args.few_shot is not None and task.is_regression:
-        raise RunError(
-            f"--few-shot needs a classification task, not {task.name}"
-        )
+    data = resolve_data(args)
     preset = resolve_preset(args.preset)
-    config = run_config(args)
+    config = run_options.recorded_config(args)
     config["preset"] = preset
     output = worker_output(args.output)
     keras.utils.set_random_seed(args.seed)
-
-    with user_errors():
-        indices = glue.sample_indices(
-            labels, args.train_limit, args.few_shot, seed=args.sample_seed
-        )
 
     # The whole run in the distribution's scope: JAX's data-parallel step
     # reads the distribution when `fit` compiles it.
@@ -349,55 +422,16 @@ def finetune(args):
                 f"--batch-size {args.batch_size} does not split evenly over "
                 f"the {devices} devices of --strategy {strategy}"
             )
-        with user_errors():
-            cls = classifier_class(preset)
-            preprocessor = preprocessor_for(cls, preset, args.max_length)
-            addrop = addrop_options(args)
-            model = build_classifier(cls, preset, args.pooling, task, addrop)
-        model.addrop_enabled = not args.no_addrop
-        loss = (
-            keras.losses.MeanSquaredError()
-            if task.is_regression
-            else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        )
-        model.compile(
-            optimizer=keras.optimizers.AdamW(
-                args.learning_rate, weight_decay=args.weight_decay
-            ),
-            loss=loss,
-            # keras-hub's default accuracy means nothing for regression.
-            metrics=[] if task.is_regression else ["accuracy"],
-        )
+        model, preprocessor = build(args, data.task, preset)
 
         # Inputs, preset and model are checked: the run starts here.
         os.makedirs(output, exist_ok=True)
-        failed = os.path.join(output, FAILED_FILE)
-        if os.path.isfile(failed):
-            os.remove(failed)
+        epoch_log = os.path.join(output, EPOCH_LOG)
         backup = os.path.join(output, "backup")
-        epoch_log = os.path.join(output, "epochs.jsonl")
         previous = resumable_epochs(backup, epoch_log)
-        length_aware = not args.no_length_aware
-        train = glue.preprocessed_batches(
-            to_dataset(texts, labels, indices),
-            preprocessor,
-            args.batch_size,
-            length_aware=length_aware,
-            shuffle=True,
-            seed=args.seed,
-            initial_epoch=len(previous),
-            pad_to_multiple_of=backend.WIDTH_MULTIPLE,
-            batch_multiple=backend.batch_multiple(),
-        )
-        dev = glue.preprocessed_batches(
-            to_dataset(dev_texts, dev_labels),
-            preprocessor,
-            args.batch_size,
-            length_aware=length_aware,
-            pad_to_multiple_of=backend.WIDTH_MULTIPLE,
-        )
+        train, dev = batches(args, data, preprocessor, len(previous))
         evaluation = glue.GlueEvaluation(
-            task,
+            data.task,
             dev,
             patience=args.patience,
             history=[e["dev"] for e in previous],
@@ -410,64 +444,47 @@ def finetune(args):
             # Random state too: a resumed run equals an uninterrupted one.
             BackupAndRestore(backup),
         ]
-        verbose = args.verbose if args.verbose is not None else "auto"
         start = time.time()
-        try:
-            # The batches are shuffled already (seeded, length-aware).
-            model.fit(
-                train,
-                epochs=args.epochs,
-                callbacks=callbacks,
-                verbose=verbose,
-                shuffle=False,
-            )
-        except BaseException as error:
-            finished = len(read_epoch_log(epoch_log))
-            with open(failed, "w") as f:
-                f.write(
-                    f"This run stopped after {finished} finished epoch(s) of "
-                    f"{args.epochs}: {type(error).__name__}: {error}\n"
-                    "Run the same command again to resume after the last "
-                    "finished epoch.\n"
-                )
-            raise
+        fit(args, model, train, callbacks, output)
         seconds = time.time() - start
-        epochs = read_epoch_log(epoch_log)
-        result = {
-            "config": config,
-            "backend": keras.config.backend(),
-            "method": method_name(config),
-            "task": task.name,
-            "main_metric": task.metrics[0],
-            "train_examples": int(len(indices)),
-            "dev_examples": int(len(dev_labels)),
-            "majority_baseline": glue.majority_baseline(
-                task, labels[indices], dev_labels
-            ),
-            "epochs": epochs,
-            "best_epoch": evaluation.best_epoch,
-            "best": evaluation.best,
-            "last": evaluation.history[-1],
-            "resumed_after_epoch": len(previous),
-            "wall_seconds": seconds,
-            # All epochs, those before a resume included; None for a run
-            # resumed from an epoch log older than the per-epoch timing.
-            "epoch_seconds": sum(e["seconds"] for e in epochs)
-            if all("seconds" in e for e in epochs)
-            else None,
-            "train_examples_per_second": len(indices)
-            * (len(epochs) - len(previous))
-            / seconds,
-        }
-        if not args.no_save_model:
-            model.save(os.path.join(output, "model.keras"))
-        # Written whole or not at all: results.json marks a finished run.
-        partial = os.path.join(output, RESULTS_FILE + ".partial")
-        with open(partial, "w") as f:
-            json.dump(result, f, indent=1)
-        os.replace(partial, os.path.join(output, RESULTS_FILE))
-        plot_losses(result, os.path.join(output, "losses.png"))
+        result = results(
+            config, data, evaluation, read_epoch_log(epoch_log), previous
+        )
+        result["wall_seconds"] = seconds
+        result["train_examples_per_second"] = (
+            len(data.indices)
+            * (len(result["epochs"]) - len(previous))
+            / seconds
+        )
+        write_results(result, model, output, save_model=not args.no_save_model)
         return result
+
+
+def results(config, data, evaluation, epochs, previous):
+    """What `results.json` says of a finished run, but its timing."""
+    task = data.task
+    return {
+        "config": config,
+        "backend": keras.config.backend(),
+        "method": method_name(config),
+        "task": task.name,
+        "main_metric": task.metrics[0],
+        "train_examples": int(len(data.indices)),
+        "dev_examples": int(len(data.dev_labels)),
+        "majority_baseline": glue.majority_baseline(
+            task, data.labels[data.indices], data.dev_labels
+        ),
+        "epochs": epochs,
+        "best_epoch": evaluation.best_epoch,
+        "best": evaluation.best,
+        "last": evaluation.history[-1],
+        "resumed_after_epoch": len(previous),
+        # All epochs, those before a resume included; None for a run
+        # resumed from an epoch log older than the per-epoch timing.
+        "epoch_seconds": sum(e["seconds"] for e in epochs)
+        if all("seconds" in e for e in epochs)
+        else None,
+    }
 
 
 def plot_losses(result, path):

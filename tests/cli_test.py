@@ -16,8 +16,8 @@ from unittest import mock
 import keras_hub
 import numpy as np
 
-import keras_addrop_cli
 from keras_addrop import glue
+from keras_addrop import run_options
 from keras_addrop import runs
 from keras_addrop_cli import build_parser
 from keras_addrop_cli import main
@@ -145,10 +145,11 @@ class CommandLineTest(_Fixtures):
             args = parser.parse_args(
                 ["finetune", *self.common, "--output", "x", *flags]
             )
-            options = runs.addrop_options(args)
+            options = run_options.model_arguments(args)
             self.assertIs(options["merge_repeated_rows"], merge)
             self.assertIs(
-                runs.run_config(args)["stock_embedding_updates"], not merge
+                run_options.recorded_config(args)["stock_embedding_updates"],
+                not merge,
             )
 
     def test_finetune_writes_results_logs_plot_and_model(self):
@@ -263,7 +264,11 @@ class CommandLineTest(_Fixtures):
             "--glue-dir", "/nonexistent", "--output", output,
         )  # fmt: skip
         self.assertEqual(code, 2)
-        self.assertIn("argument --glue-dir: no such folder: /nonexistent", err)
+        self.assertIn(
+            "argument --glue-dir: Invalid value for argument `glue_dir`: "
+            "expected an existing folder. Received: glue_dir='/nonexistent'",
+            err,
+        )
         empty = self.get_temp_dir()
         for preset, message in (
             ("/nonexistent", "no such folder. Received: --preset=/nonexistent"),
@@ -293,7 +298,8 @@ class CommandLineTest(_Fixtures):
         self.assertEqual(
             result.stderr,
             "keras-addrop finetune: error: argument --candidate-ratio: "
-            "expected a float in [0, 1], got 1.5\n"
+            "Invalid value for argument `candidate_ratio`: expected a float "
+            "between 0 and 1. Received: candidate_ratio=1.5\n"
             "(`keras-addrop finetune --help` lists the options)\n",
         )
 
@@ -329,8 +335,12 @@ class CommandLineTest(_Fixtures):
                 if action.default not in (None, False) and not (
                     action.required
                 ):
+                    default = action.default
+                    if isinstance(default, (list, tuple)):  # As typed.
+                        separator = " " if action.nargs else ","
+                        default = separator.join(map(str, default))
                     self.assertIn(
-                        f"(default: {action.default})".replace("'", ""),
+                        f"(default: {default})".replace("'", ""),
                         text.replace("'", ""),
                         msg=f"{name} {action.dest}",
                     )
@@ -407,10 +417,14 @@ class QuietStartTest(TestCase):
             ["exit 0", "exit 0", "exit 2", "exit 2", "exit 2", "exit 2"],
         )
         for message in (
-            "argument --epochs: expected a positive integer, got 0",
-            "argument --glue-dir: no such folder: /nonexistent",
-            "argument --model: no such file: /no.keras",
-            "argument folders: no such folder: /nonexistent",
+            "argument --epochs: Invalid value for argument `epochs`: expected "
+            "a positive integer. Received: epochs=0",
+            "argument --glue-dir: Invalid value for argument `glue_dir`: "
+            "expected an existing folder. Received: glue_dir='/nonexistent'",
+            "argument --model: Invalid value for argument `model`: expected "
+            "an existing file. Received: model='/no.keras'",
+            "argument folders: Invalid value for argument `folders`: expected "
+            "an existing folder. Received: folders='/nonexistent'",
         ):
             self.assertIn(message, result.stderr)
 
@@ -473,7 +487,7 @@ class QuietStartTest(TestCase):
         self.assertIn("ImportError: no module", result.stderr)
 
     def test_glue_task_names_are_the_task_table(self):
-        self.assertEqual(keras_addrop_cli.GLUE_TASKS, tuple(sorted(glue.TASKS)))
+        self.assertEqual(run_options.GLUE_TASKS, tuple(sorted(glue.TASKS)))
 
 
 def free_port():
