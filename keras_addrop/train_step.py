@@ -34,6 +34,60 @@ _UNUSED_POOLER = (
 )
 
 
+# The AD-DROP arguments of every AD-DROP model, documented once: each
+# model's docstring holds `{addrop_arguments}` in its Args section.
+ADDROP_ARGUMENTS_DOC = """\
+candidate_ratio: float in [0, 1], `p` in the paper: the share of each
+    attention row's real keys, highest attribution first, that are
+    candidates for dropping. Defaults to `0.3`.
+drop_rate: float in [0, 1], `q` in the paper: the probability of
+    dropping each candidate. Defaults to `0.3`.
+addrop_layers: `"all"` or a sequence of attention layer indices (0 is
+    the first; in the keras-hub classifiers, the encoder layers) whose
+    attention AD-DROP masks. Defaults to `(0,)`, the reference code's
+    default.
+attribution: how positions are ranked (the paper's Table 2):
+    `"gradient"` (GA, default), `"integrated_gradients"` (IGA),
+    `"attention"` (AA: the attention weights themselves) or `"random"`
+    (RD: each real position a candidate with probability
+    `candidate_ratio`). See
+    `keras_addrop.attribution.compute_attribution`.
+attribution_labels: `"pseudo"` (the paper's choice: the argmax of the
+    attribution pass) or `"gold"` (the true label's logit). Regression
+    heads always use the gold score. Defaults to `"pseudo"`.
+drop_region: `"high"` (default) drops among the highest-attribution
+    keys; `"low"` among the lowest (the paper's prior experiment,
+    Fig. 2).
+ig_steps: int, the number of integrated-gradient steps `m` for
+    `attribution="integrated_gradients"`. Defaults to 20.
+seed: int or `None`. Seed of the random drops.
+merge_repeated_rows: bool. Whether `fit` makes the optimizer sum the
+    gradient slices of an embedding row looked up more than once in a
+    batch before updating it, so that the row moves as the dense
+    gradient moves it (see `keras_addrop.optimizers.merge_repeated_rows`).
+    `False` keeps Keras' stock update, which over-counts such rows in
+    Adam's second moment. Defaults to `True`."""
+
+
+def with_addrop_arguments(cls):
+    """Puts `ADDROP_ARGUMENTS_DOC` where `cls`'s docstring says
+    `{addrop_arguments}`, indented as that line is."""
+    marker = "{addrop_arguments}"
+    lines = []
+    for line in cls.__doc__.splitlines():
+        if line.strip() == marker:
+            indent = line[: line.index(marker)]
+            lines += [
+                indent + text for text in ADDROP_ARGUMENTS_DOC.splitlines()
+            ]
+        else:
+            lines.append(line)
+    if len(lines) == len(cls.__doc__.splitlines()):
+        raise ValueError(f"{cls.__name__}'s docstring has no {marker} line")
+    cls.__doc__ = "\n".join(lines)
+    return cls
+
+
 def resolve_layer_indices(addrop_layers, num_layers):
     """Validates `addrop_layers` and returns it as a sorted tuple of ints."""
     if isinstance(addrop_layers, str):
@@ -67,6 +121,7 @@ def resolve_layer_indices(addrop_layers, num_layers):
     return tuple(sorted(int(i) for i in indices))
 
 
+@with_addrop_arguments
 class ADDropTrainStep(backend.KerasTrainerFixes):
     """Mixin adding AD-DROP's two-pass `train_step` to a Keras model.
 
@@ -103,6 +158,14 @@ class ADDropTrainStep(backend.KerasTrainerFixes):
     so that an embedding row looked up several times in a batch is updated
     as the dense gradient updates it; `False` keeps Keras' stock update of
     such rows bit for bit.
+
+    Args:
+        {addrop_arguments}
+        *args, **kwargs: passed to the model's Keras base class.
+
+    Raises:
+        ValueError: for an AD-DROP argument out of range, an unknown string
+            or a layer index the model does not have.
     """
 
     def __init__(

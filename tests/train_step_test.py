@@ -30,3 +30,32 @@ class StepCompositionTest(TestCase):
             self.assertFalse(
                 any(m.split(".")[0] == backend for m in modules), modules
             )
+
+
+class AddropArgumentsDocTest(TestCase):
+    def test_every_addrop_model_documents_the_arguments_from_one_block(self):
+        import keras_addrop
+        from keras_addrop.train_step import ADDROP_ARGUMENTS_DOC
+
+        for cls in (
+            keras_addrop.ADDropTrainStep,
+            keras_addrop.models.ADDropModel,
+            keras_addrop.models.ADDropBertTextClassifier,
+            keras_addrop.models.ADDropRobertaTextClassifier,
+        ):
+            doc = cls.__doc__
+            self.assertNotIn("{addrop_arguments}", doc)
+            self.assertIn("\n        candidate_ratio: float in [0, 1]", doc)
+            # Every line of the block, at the Args section's indentation.
+            for line in ADDROP_ARGUMENTS_DOC.splitlines():
+                self.assertIn("\n        " + line + "\n", doc + "\n")
+
+    def test_a_docstring_without_the_marker_is_refused(self):
+        from keras_addrop.train_step import with_addrop_arguments
+
+        class Undocumented:
+            """Args:
+            x: nothing."""
+
+        with self.assertRaisesRegex(ValueError, "no {addrop_arguments} line"):
+            with_addrop_arguments(Undocumented)

@@ -13,8 +13,8 @@ def kth_largest_by_top_k(scores, k, k_max, positional_ties):
     any row can have (`k_max`), and, where the backend's top-k puts the
     earlier of equal values first, its position (else None).
 
-    Cheaper than sorting whole rows: a MiniLM-L6 layer at batch 32, length
-    128, on TensorFlow took 0.40 s with a full sort and 0.23 s with this.
+    Cheaper than sorting whole rows (measured in the speed benchmark's
+    page, `benchmarks/speed.md`: the mask's alternatives).
     """
     values, positions = keras.ops.top_k(scores, k_max)
     at = keras.ops.broadcast_to(

@@ -30,11 +30,9 @@ def kth_largest(scores, k, k_max):
 
     float32 values map to uint32 keys in the same order; 32 halvings of the
     key range, each a count of the row's keys at or above the middle, find
-    the k-th largest key. On CPU, XLA runs it faster than its top-k: the
-    candidate region of a MiniLM-L6-sized layer (batch 32, 12 heads,
-    length 128, half the scores exact zeros as GA's ties) took 0.124 s
-    against 0.155 s with `top_k` (medians of 7, one quiet run). The
-    position is not known: ties are counted instead.
+    the k-th largest key. On CPU, XLA runs it faster than its top-k (the
+    per-backend section of `benchmarks/speed.md`). The position is not
+    known: ties are counted instead.
     """
     del k_max  # A top-k's width; the bisection needs none.
     bits = jax.lax.bitcast_convert_type(scores, jax.numpy.uint32)

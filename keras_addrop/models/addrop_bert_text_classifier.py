@@ -2,9 +2,11 @@ import keras_hub
 
 from keras_addrop.api_export import keras_addrop_export
 from keras_addrop.models.hub_task import ADDropHubClassifier
+from keras_addrop.train_step import with_addrop_arguments
 
 
 @keras_addrop_export("keras_addrop.models.ADDropBertTextClassifier")
+@with_addrop_arguments
 class ADDropBertTextClassifier(
     ADDropHubClassifier, keras_hub.models.BertTextClassifier
 ):
@@ -44,37 +46,7 @@ class ADDropBertTextClassifier(
             `keras_hub.models.BertTextClassifierPreprocessor`.
         activation: as in `keras_hub.models.BertTextClassifier`.
         dropout: float. Dropout before the classification head.
-        candidate_ratio: float in [0, 1], `p` in the paper: the share of each
-            attention row's real keys, highest attribution first, that are
-            candidates for dropping. Defaults to `0.3`.
-        drop_rate: float in [0, 1], `q` in the paper: the probability of
-            dropping each candidate. Defaults to `0.3`.
-        addrop_layers: `"all"` or a sequence of encoder layer indices (0 is
-            the first layer) whose attention AD-DROP masks. Defaults to
-            `(0,)`, the reference code's default.
-        attribution: how positions are ranked (the paper's Table 2):
-            `"gradient"` (GA, default), `"integrated_gradients"` (IGA),
-            `"attention"` (AA: the attention weights themselves) or
-            `"random"` (RD: each real position a candidate with probability
-            `candidate_ratio`). See
-            `keras_addrop.attribution.compute_attribution`.
-        attribution_labels: `"pseudo"` (the paper's choice: the argmax of
-            the attribution pass) or `"gold"` (the true label's logit).
-            Regression heads always use the gold score. Defaults to
-            `"pseudo"`.
-        drop_region: `"high"` (default) drops among the highest-attribution
-            keys; `"low"` among the lowest (the paper's prior experiment,
-            Fig. 2).
-        ig_steps: int, the number of integrated-gradient steps `m` for
-            `attribution="integrated_gradients"`. Defaults to 20.
-        seed: int or `None`. Seed of the random drops.
-        merge_repeated_rows: bool. Whether `fit` makes the optimizer sum the
-            gradient slices of an embedding row looked up more than once in
-            a batch before updating it, so that the row moves as the dense
-            gradient moves it (see
-            `keras_addrop.optimizers.merge_repeated_rows`). `False` keeps
-            Keras' stock update, which over-counts such rows in Adam's
-            second moment. Defaults to `True`.
+        {addrop_arguments}
         **kwargs: passed to `keras_hub.models.BertTextClassifier`.
 
     Raises:

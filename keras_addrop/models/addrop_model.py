@@ -6,6 +6,7 @@ from keras_addrop.api_export import keras_addrop_export
 from keras_addrop.layers.addrop_attention import ADDropAttention
 from keras_addrop.models.swap_attention import swap_attention
 from keras_addrop.train_step import ADDropTrainStep
+from keras_addrop.train_step import with_addrop_arguments
 
 
 def find_attention_layers(model):
@@ -38,6 +39,7 @@ def find_attention_layers(model):
 
 
 @keras_addrop_export("keras_addrop.models.ADDropModel")
+@with_addrop_arguments
 class ADDropModel(ADDropTrainStep, keras.Model):
     """AD-DROP for a functional model you build yourself.
 
@@ -67,23 +69,7 @@ class ADDropModel(ADDropTrainStep, keras.Model):
         padding_mask: str. The name of the input holding the padding mask
             (`True` or 1 for real tokens), shape `(batch, length)`. Defaults
             to `"padding_mask"`. Pass an all-ones mask if nothing is padded.
-        candidate_ratio: float in [0, 1], `p`. Defaults to `0.3`.
-        drop_rate: float in [0, 1], `q`. Defaults to `0.3`.
-        addrop_layers: `"all"` or indices of `ADDropAttention` layers.
-            Defaults to `(0,)`.
-        attribution: `"gradient"`, `"integrated_gradients"`, `"attention"`
-            or `"random"`. Defaults to `"gradient"`.
-        attribution_labels: `"pseudo"` or `"gold"`. Defaults to `"pseudo"`.
-        drop_region: `"high"` or `"low"`. Defaults to `"high"`.
-        ig_steps: int, integrated-gradient steps. Defaults to 20.
-        seed: int or `None`. Seed of the random drops.
-        merge_repeated_rows: bool. Whether `fit` makes the optimizer sum the
-            gradient slices of an embedding row looked up more than once in
-            a batch before updating it, so that the row moves as the dense
-            gradient moves it (see
-            `keras_addrop.optimizers.merge_repeated_rows`). `False` keeps
-            Keras' stock update, which over-counts such rows in Adam's
-            second moment. Defaults to `True`.
+        {addrop_arguments}
         **kwargs: passed to `keras.Model` (`name`, ...).
 
     Raises:

@@ -2,9 +2,11 @@ import keras_hub
 
 from keras_addrop.api_export import keras_addrop_export
 from keras_addrop.models.hub_task import ADDropHubClassifier
+from keras_addrop.train_step import with_addrop_arguments
 
 
 @keras_addrop_export("keras_addrop.models.ADDropRobertaTextClassifier")
+@with_addrop_arguments
 class ADDropRobertaTextClassifier(
     ADDropHubClassifier, keras_hub.models.RobertaTextClassifier
 ):
@@ -32,22 +34,7 @@ class ADDropRobertaTextClassifier(
         hidden_dim: int. Size of the head's pooling layer; defaults to the
             backbone's hidden size.
         dropout: float. Dropout in the classification head.
-        candidate_ratio: float in [0, 1], `p`. Defaults to `0.3`.
-        drop_rate: float in [0, 1], `q`. Defaults to `0.3`.
-        addrop_layers: `"all"` or encoder layer indices. Defaults to `(0,)`.
-        attribution: `"gradient"`, `"integrated_gradients"`, `"attention"`
-            or `"random"`. Defaults to `"gradient"`.
-        attribution_labels: `"pseudo"` or `"gold"`. Defaults to `"pseudo"`.
-        drop_region: `"high"` or `"low"`. Defaults to `"high"`.
-        ig_steps: int, integrated-gradient steps. Defaults to 20.
-        seed: int or `None`. Seed of the random drops.
-        merge_repeated_rows: bool. Whether `fit` makes the optimizer sum the
-            gradient slices of an embedding row looked up more than once in
-            a batch before updating it, so that the row moves as the dense
-            gradient moves it (see
-            `keras_addrop.optimizers.merge_repeated_rows`). `False` keeps
-            Keras' stock update, which over-counts such rows in Adam's
-            second moment. Defaults to `True`.
+        {addrop_arguments}
         **kwargs: passed to `keras_hub.models.RobertaTextClassifier`.
 
     Raises:
