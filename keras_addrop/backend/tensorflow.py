@@ -407,7 +407,11 @@ def finish_step(model, state, data, outputs):
 
 
 class KerasTrainerFixes:
-    """Mends in Keras 3.15's TensorFlow trainer for AD-DROP models."""
+    """Mends in Keras 3.15's TensorFlow trainer for AD-DROP models.
+
+    Listed, with the canaries that notice an upstream change, in
+    docs/concepts/keras-workarounds.md.
+    """
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Keras 3.15 (TensorFlow trainer) builds a distributed model from a
@@ -416,9 +420,8 @@ class KerasTrainerFixes:
         # Without a strategy it builds nothing here: the metrics and the
         # optimizer get their variables inside the first trace, and a
         # tf.function that creates variables is traced a second time. The
-        # AD-DROP step's trace dominates a short fit (three one-step
-        # MiniLM-L6 runs: 195 s of 283 s were tracing), so build first and
-        # trace once.
+        # AD-DROP step's trace dominates a short fit (`benchmarks/speed.md`,
+        # "Tracing"), so build first and trace once.
         with self.distribute_strategy.scope():
             if iterator is not None:
                 data_batch = first_replica_batch(iterator)

@@ -1,0 +1,127 @@
+"""The upstream behaviours keras-addrop works around, one canary each.
+
+Each test asserts that the installed Keras (or TensorFlow) still behaves
+as the workaround assumes. When one fails after an upgrade, upstream
+changed: re-read the workaround named in the test (listed with its reason
+in docs/concepts/keras-workarounds.md) and drop or adapt it.
+"""
+
+import inspect
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.test_case import TestCase
+from tests.test_case import tiny_backbone
+
+tf_only = pytest.mark.skipif(
+    keras.config.backend() != "tensorflow", reason="TensorFlow's trainer"
+)
+
+
+@pytest.mark.all_backends
+class KerasCanariesTest(TestCase):
+    def test_keras_hub_classifiers_skip_compile_when_loaded(self):
+        # Worked around by ADDropHubClassifier.compile_from_config.
+        import keras_hub
+
+        model = keras_hub.models.BertTextClassifier(
+            tiny_backbone(), num_classes=2, preprocessor=None
+        )
+        model.compile(optimizer="adam")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            keras.Model.compile_from_config(model, model.get_compile_config())
+        self.assertTrue(
+            any("was not called as part of" in str(w.message) for w in caught)
+        )
+
+    def test_fit_warns_that_shuffle_is_ignored_for_a_dataset(self):
+        # Worked around by ADDropTrainStep.fit (shuffle=False).
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        model.compile(optimizer="sgd", loss="mse")
+        data = tf.data.Dataset.from_tensor_slices(
+            (np.ones((4, 2), "float32"), np.ones((4, 1), "float32"))
+        ).batch(2)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.fit(data, epochs=1, verbose=0)
+        self.assertTrue(
+            any("will be ignored" in str(w.message) for w in caught)
+        )
+
+    def test_optimizers_warn_for_weights_without_gradients(self):
+        # Filtered for the unused pooler in ADDropTrainStep (the mean
+        # pooling head leaves keras-hub's pooler without a gradient).
+        used = keras.Variable(np.ones(2, "float32"), name="used")
+        unused = keras.Variable(np.ones(2, "float32"), name="pooled_dense")
+        optimizer = keras.optimizers.Adam()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            optimizer.apply([keras.ops.ones(2), None], [used, unused])
+        self.assertTrue(
+            any(
+                "Gradients do not exist for variables" in str(w.message)
+                for w in caught
+            )
+        )
+
+
+@tf_only
+class TensorFlowCanariesTest(TestCase):
+    def test_sparse_updates_count_repeated_rows_once_per_occurrence(self):
+        # Worked around by keras_addrop.optimizers.merge_repeated_rows.
+        def updated(gradient):
+            variable = keras.Variable(np.zeros((3, 1), "float32"))
+            keras.optimizers.Adam(0.1).apply([gradient], [variable])
+            return keras.ops.convert_to_numpy(variable)
+
+        sparse = tf.IndexedSlices(
+            tf.constant([[1.0], [1.0]]), tf.constant([0, 0]), (3, 1)
+        )
+        dense = tf.constant([[2.0], [0.0], [0.0]])
+        self.assertFalse(np.allclose(updated(sparse), updated(dense)))
+
+    def test_cond_passes_an_indexed_slices_shape_out_as_a_tensor(self):
+        # Worked around by keras_addrop.backend.tensorflow.cond.
+        seen = {}
+
+        @tf.function
+        def step(pred):
+            slices = tf.cond(
+                pred,
+                lambda: tf.IndexedSlices(
+                    tf.ones((1, 2)), tf.constant([0]), tf.constant([4, 2])
+                ),
+                lambda: tf.IndexedSlices(
+                    tf.zeros((1, 2)), tf.constant([1]), tf.constant([4, 2])
+                ),
+            )
+            seen["shape"] = tf.get_static_value(slices.dense_shape)
+            return slices.values
+
+        step(tf.constant(True))
+        self.assertIsNone(seen["shape"])
+
+    def test_keras_defers_the_build_without_a_strategy(self):
+        # Worked around by KerasTrainerFixes._maybe_symbolic_build (builds
+        # first, so the step is traced once).
+        from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+        source = inspect.getsource(TensorFlowTrainer._maybe_symbolic_build)
+        self.assertIn("if self._distribute_strategy is None:", source)
+        # ... and builds a distributed model from a cross-replica mean of
+        # its first batch (keras_addrop.backend.tensorflow
+        # .first_replica_batch).
+        self.assertIn("self.distribute_strategy.reduce(\n", source)
+        self.assertIn('"MEAN"', source)
+
+    def test_multi_worker_logs_are_reduced_along_a_first_axis(self):
+        # Worked around by keras_addrop.backend.tensorflow.logs_for_strategy.
+        from keras.src.backend.tensorflow import trainer
+
+        source = inspect.getsource(trainer.reduce_per_replica)
+        self.assertIn('strategy.reduce("MEAN", v, axis=0)', source)
