@@ -18,13 +18,12 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
-import keras_hub  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from speed import addrop_classifier  # noqa: E402
-from speed import batch  # noqa: E402
-from speed import compiled  # noqa: E402
+from speed_parts.common import addrop_classifier  # noqa: E402
+from speed_parts.common import batch  # noqa: E402
+from speed_parts.common import stock_classifier  # noqa: E402
 
 import keras_addrop  # noqa: E402
 
@@ -32,11 +31,7 @@ import keras_addrop  # noqa: E402
 def build_steps(preset, x, y):
     """name -> one `train_on_batch` of that model (Keras' compiled step on
     TensorFlow and JAX, its eager step on PyTorch)."""
-    stock = compiled(
-        keras_hub.models.BertTextClassifier.from_preset(
-            preset, num_classes=2, preprocessor=None
-        )
-    )
+    stock = stock_classifier(preset)
 
     def addrop(enabled):
         model = addrop_classifier(preset, addrop_layers="all")

@@ -35,7 +35,7 @@ import keras_addrop
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import speed  # noqa: E402
+from speed_parts import common as speed  # noqa: E402
 
 
 def op_times(trace_dir):

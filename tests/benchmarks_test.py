@@ -368,7 +368,7 @@ class EpochShiftTest(TestCase):
 
 class SpeedTableTest(TestCase):
     def test_backend_rows_are_ratios_of_the_medians(self):
-        import speed
+        from speed_parts import tables
 
         medians = {
             "tensorflow": {"plain_stock": 2.0, "plain_addrop_classifier": 2.0,
@@ -377,7 +377,7 @@ class SpeedTableTest(TestCase):
                     "addrop_ga_all_layers": 2.0},
         }  # fmt: skip
         results = {"lengths": {"64": {"backends": {"median_seconds": medians}}}}
-        rows = speed.backend_table(results, ["64"])
+        rows = tables.backend_table(results, ["64"])
         self.assertIn(
             "| tensorflow: AD-DROP step (GA, all layers) / stock plain step "
             "| 1.80 |",
@@ -394,11 +394,11 @@ class SpeedTableTest(TestCase):
             rows,
         )
         self.assertEqual(
-            speed.backend_table({"lengths": {"64": {}}}, ["64"]), []
+            tables.backend_table({"lengths": {"64": {}}}, ["64"]), []
         )
 
     def test_version_rows_compare_each_ratio_with_the_baseline(self):
-        import speed
+        from speed_parts import tables
 
         steps = lambda plain, addrop: {  # noqa: E731
             "plain_stock": 1.0,
@@ -419,7 +419,7 @@ class SpeedTableTest(TestCase):
                 }
             }
         }
-        rows = speed.versions_table(results, ["64"])
+        rows = tables.versions_table(results, ["64"])
         self.assertIn(
             "| ratio of medians, this version and v0 | length 64 |", rows
         )
@@ -433,5 +433,5 @@ class SpeedTableTest(TestCase):
             rows,
         )
         self.assertEqual(
-            speed.versions_table({"lengths": {"64": {}}}, ["64"]), []
+            tables.versions_table({"lengths": {"64": {}}}, ["64"]), []
         )
