@@ -48,6 +48,26 @@ def tiny_backbone(num_layers=2, num_heads=2, dropout=0.0, vocabulary_size=30):
     )
 
 
+def twin_models(num_layers=2, dropout=0.0, **addrop_kwargs):
+    """An AD-DROP classifier and a stock one with the same weights."""
+    keras.utils.set_random_seed(0)
+    from keras_addrop.models import ADDropBertTextClassifier
+
+    ours = ADDropBertTextClassifier(
+        tiny_backbone(num_layers=num_layers, dropout=dropout),
+        num_classes=2,
+        dropout=dropout,
+        **addrop_kwargs,
+    )
+    stock = keras_hub.models.BertTextClassifier(
+        tiny_backbone(num_layers=num_layers, dropout=dropout),
+        num_classes=2,
+        dropout=dropout,
+    )
+    stock.set_weights(ours.get_weights())
+    return ours, stock
+
+
 def tiny_batch(batch_size=8, seq_len=10, vocabulary_size=30, seed=0):
     """Preprocessed BERT inputs with ragged real lengths, and labels."""
     rng = np.random.default_rng(seed)
