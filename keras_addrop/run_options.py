@@ -187,9 +187,10 @@ OPTIONS = (
     ),
     _option(
         "text_columns",
-        "The one or two text columns of --train-file.",
+        "The one or two text columns of --train-file (default: as Hugging "
+        "Face's run_glue.py finds them: sentence1 and sentence2, else "
+        "sentence or text, else the file's one or two text columns).",
         DATA,
-        default=["sentence"],
         nargs="+",
     ),
     _option(

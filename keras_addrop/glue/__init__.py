@@ -16,5 +16,6 @@ from keras_addrop.glue.metrics import predictions_from_outputs
 from keras_addrop.glue.tasks import TASKS
 from keras_addrop.glue.tasks import GlueTask
 from keras_addrop.glue.tasks import get_task
+from keras_addrop.glue.text_files import infer_text_columns
 from keras_addrop.glue.text_files import read_text_file
 from keras_addrop.glue.text_files import text_file_task

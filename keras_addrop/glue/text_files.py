@@ -69,6 +69,70 @@ def _records(path):
             yield reader.line_num, dict(zip(header, row))
 
 
+def _looks_like_text(value):
+    """Whether a cell holds text rather than a number or nothing."""
+    if not isinstance(value, str) or not value.strip():
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return True
+    return False
+
+
+def infer_text_columns(path, label_column="label", rows=100):
+    """The text columns of a file, found as Hugging Face's `run_glue.py`
+    finds them when none are named.
+
+    Among the columns other than `label_column`: `sentence1` and
+    `sentence2` if the file has both (a pair); else `sentence`, else
+    `text`; else the file's one or two text columns (those holding text,
+    not numbers, in its first `rows` rows). Anything else is ambiguous.
+
+    Args:
+        path: a CSV, TSV or JSON-lines file (see `read_text_file`).
+        label_column: the label column, never a text column.
+        rows: how many rows are read to tell text from numbers.
+
+    Returns:
+        A tuple of one or two column names.
+
+    Raises:
+        ValueError: if the columns are ambiguous (the message lists them),
+            or for a bad or empty file.
+
+    Example:
+
+    ```python
+    # A file with the columns text,label gives ("text",).
+    columns = keras_addrop.glue.infer_text_columns("reviews.csv")
+    ```
+    """
+    path = os.fspath(path)
+    columns, text = None, set()
+    for count, (_, record) in enumerate(_records(path)):
+        if columns is None:
+            columns = [c for c in record if c != label_column]
+        text.update(c for c in columns if _looks_like_text(record.get(c)))
+        if count + 1 >= rows:
+            break
+    if columns is None:
+        raise ValueError(f"{path} holds no examples")
+    if "sentence1" in columns and "sentence2" in columns:
+        return ("sentence1", "sentence2")
+    for name in ("sentence", "text"):
+        if name in columns:
+            return (name,)
+    found = tuple(c for c in columns if c in text)
+    if 1 <= len(found) <= 2:
+        return found
+    raise ValueError(
+        f"{path}: cannot tell which columns are the text; its columns are "
+        f"{columns + ([label_column] if label_column else [])}. Name one or "
+        "two with text_columns= (--text-columns)."
+    )
+
+
 def read_text_file(path, text_columns, label_column="label"):
     """Reads the texts and raw labels of a CSV, TSV or JSON-lines file.
 
@@ -79,8 +143,9 @@ def read_text_file(path, text_columns, label_column="label"):
 
     Args:
         path: the file.
-        text_columns: the name of the text column, or a sequence of one or
-            two names (a sentence pair).
+        text_columns: the name of the text column, a sequence of one or
+            two names (a sentence pair), or `None` to find them with
+            `keras_addrop.glue.infer_text_columns`.
         label_column: the name of the label column, or `None` to read texts
             only.
 
@@ -104,6 +169,8 @@ def read_text_file(path, text_columns, label_column="label"):
     ```
     """
     path = os.fspath(path)
+    if text_columns is None:
+        text_columns = infer_text_columns(path, label_column)
     if isinstance(text_columns, str):
         text_columns = (text_columns,)
     text_columns = tuple(text_columns)
@@ -167,7 +234,7 @@ def _as_number(value, kind):
 def text_file_task(
     train_file,
     validation_file,
-    text_columns,
+    text_columns=None,
     label_column="label",
     metric=None,
     name=None,
@@ -185,7 +252,9 @@ def text_file_task(
         train_file: a CSV, TSV or JSON-lines file (see
             `keras_addrop.glue.read_text_file`).
         validation_file: the same for validation.
-        text_columns: one or two text column names.
+        text_columns: one or two text column names, or `None` (the
+            default) to find them in the training file as Hugging Face's
+            `run_glue.py` does (see `keras_addrop.glue.infer_text_columns`).
         label_column: the label column's name. Defaults to `"label"`.
         metric: `None`, or the main metric: `"accuracy"`, `"f1"` or
             `"matthews_corrcoef"` for classification, `"pearson"` or
@@ -200,9 +269,10 @@ def text_file_task(
         gives them.
 
     Raises:
-        ValueError: for a bad file or row (file and line named), a single
-            class, a validation label the training file does not have, or a
-            metric that does not fit the labels.
+        ValueError: for a bad file or row (file and line named), text
+            columns that cannot be inferred, a single class, a validation
+            label the training file does not have, or a metric that does not
+            fit the labels.
 
     Example:
 
@@ -212,6 +282,8 @@ def text_file_task(
     )
     ```
     """
+    if text_columns is None:
+        text_columns = infer_text_columns(train_file, label_column)
     texts, raw, _ = read_text_file(train_file, text_columns, label_column)
     dev_texts, dev_raw, dev_lines = read_text_file(
         validation_file, text_columns, label_column

@@ -5,6 +5,7 @@ import os
 import numpy as np
 
 from keras_addrop.glue import glue_metrics
+from keras_addrop.glue import infer_text_columns
 from keras_addrop.glue import read_text_file
 from keras_addrop.glue import text_file_task
 from tests.test_case import TestCase
@@ -119,3 +120,53 @@ class TextFilesTest(TestCase):
             read_text_file("data.txt", "sentence")
         with self.assertRaisesRegex(FileNotFoundError, "No such file"):
             read_text_file("missing.csv", "sentence")
+
+    def test_text_columns_are_found_as_run_glue_finds_them(self):
+        for header, rows, expected in (
+            (["text", "label"], [["Good film.", "1"]], ("text",)),
+            (["idx", "sentence", "label"], [["3", "Fine.", "0"]],
+             ("sentence",)),
+            (["sentence2", "label", "sentence1", "topic"],
+             [["B", "0", "A", "x"]], ("sentence1", "sentence2")),
+            # Neither name: the one or two columns that hold text.
+            (["id", "review", "label"], [["7", "Dull.", "no"]], ("review",)),
+            (["question", "score", "answer", "label"],
+             [["Why?", "0.5", "Because.", "yes"]], ("question", "answer")),
+        ):  # fmt: skip
+            with self.subTest(header=header):
+                path = self.write("own.csv", rows, header)
+                self.assertEqual(infer_text_columns(path), expected)
+        path = self.write(
+            "own.jsonl", [{"id": 1, "review": "Fine", "label": 2.5}]
+        )
+        self.assertEqual(infer_text_columns(path), ("review",))
+
+    def test_a_file_with_text_and_label_columns_trains_without_naming_them(
+        self,
+    ):
+        header = ["text", "label"]
+        train = self.write(
+            "train.csv", [["Good.", "pos"], ["Bad.", "neg"]], header
+        )
+        dev = self.write("dev.csv", [["Fine.", "pos"]], header)
+        task, (texts, labels), (dev_texts, _) = text_file_task(train, dev)
+        self.assertEqual(task.text_features, ("text",))
+        self.assertEqual(texts, (["Good.", "Bad."],))
+        self.assertEqual(dev_texts, (["Fine."],))
+
+    def test_ambiguous_text_columns_are_one_line_listing_the_columns(self):
+        path = self.write(
+            "many.csv", [["a", "b", "c", "0"]], ["x", "y", "z", "label"]
+        )
+        with self.assertRaisesRegex(
+            ValueError,
+            r"many.csv: cannot tell which columns are the text; its columns "
+            r"are \['x', 'y', 'z', 'label'\]\. Name one or two with "
+            r"text_columns= \(--text-columns\)\.$",
+        ):
+            infer_text_columns(path)
+        numbers = self.write(
+            "numbers.csv", [["1", "2", "0"]], ["a", "b", "label"]
+        )
+        with self.assertRaisesRegex(ValueError, "cannot tell which columns"):
+            text_file_task(numbers, numbers)
