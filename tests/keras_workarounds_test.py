@@ -25,7 +25,7 @@ tf_only = pytest.mark.skipif(
 @pytest.mark.all_backends
 class KerasCanariesTest(TestCase):
     def test_keras_hub_classifiers_skip_compile_when_loaded(self):
-        # Worked around by ADDropHubClassifier.compile_from_config.
+        # Worked around by ADDropTextClassifier.compile_from_config.
         import keras_hub
 
         model = keras_hub.models.BertTextClassifier(
@@ -38,6 +38,19 @@ class KerasCanariesTest(TestCase):
         self.assertTrue(
             any("was not called as part of" in str(w.message) for w in caught)
         )
+
+    def test_keras_hub_picks_a_task_class_from_an_unordered_set(self):
+        # Worked around in keras_addrop.models.addrop_text_classifier
+        # (stock searches skip the AD-DROP classes).
+        from keras_hub.src.utils import preset_utils
+
+        listing = inspect.getsource(preset_utils.list_subclasses.__wrapped__)
+        self.assertIn(
+            "set(keras.saving.get_custom_objects().values())", listing
+        )
+        search = inspect.getsource(preset_utils.find_subclass)
+        self.assertIn("if len(directs) > 1:", search)
+        self.assertIn("return subclasses[0]", search)
 
     def test_fit_warns_that_shuffle_is_ignored_for_a_dataset(self):
         # Worked around by ADDropTrainStep.fit (shuffle=False).

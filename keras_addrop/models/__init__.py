@@ -1,9 +1,16 @@
 from keras_addrop.models.addrop_bert_text_classifier import (
     ADDropBertTextClassifier,
 )
+from keras_addrop.models.addrop_distil_bert_text_classifier import (
+    ADDropDistilBertTextClassifier,
+)
 from keras_addrop.models.addrop_model import ADDropModel
 from keras_addrop.models.addrop_roberta_text_classifier import (
     ADDropRobertaTextClassifier,
+)
+from keras_addrop.models.addrop_text_classifier import ADDropTextClassifier
+from keras_addrop.models.addrop_xlm_roberta_text_classifier import (
+    ADDropXLMRobertaTextClassifier,
 )
 from keras_addrop.models.mean_pooling_classifier import mean_pooling_classifier
 from keras_addrop.models.presets import minilm_l6_preset

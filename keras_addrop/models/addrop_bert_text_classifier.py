@@ -1,14 +1,16 @@
 import keras_hub
 
 from keras_addrop.api_export import keras_addrop_export
-from keras_addrop.models.hub_task import ADDropHubClassifier
+from keras_addrop.models.addrop_text_classifier import ADDropTextClassifier
+from keras_addrop.models.addrop_text_classifier import family_class
 from keras_addrop.train_step import with_addrop_arguments
 
 
+@family_class
 @keras_addrop_export("keras_addrop.models.ADDropBertTextClassifier")
 @with_addrop_arguments
 class ADDropBertTextClassifier(
-    ADDropHubClassifier, keras_hub.models.BertTextClassifier
+    ADDropTextClassifier, keras_hub.models.BertTextClassifier
 ):
     """A keras-hub BERT classifier fine-tuned with AD-DROP.
 
@@ -81,3 +83,4 @@ class ADDropBertTextClassifier(
     """
 
     _stock_cls = keras_hub.models.BertTextClassifier
+    _family = "BERT"

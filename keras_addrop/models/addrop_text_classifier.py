@@ -1,5 +1,10 @@
-import keras
+import functools
 
+import keras
+import keras_hub
+from keras_hub.src.utils import preset_utils
+
+from keras_addrop.api_export import keras_addrop_export
 from keras_addrop.models.swap_attention import swap_attention
 from keras_addrop.train_step import ADDropTrainStep
 
@@ -16,15 +21,76 @@ ADDROP_ARGUMENTS = (
 )
 
 
-class ADDropHubClassifier(ADDropTrainStep):
-    """What the AD-DROP keras-hub classifiers share, beside the train step.
+# The stock keras-hub classifier of each family -> its AD-DROP classifier.
+FAMILIES = {}
 
-    A subclass lists this mixin before its keras-hub classifier (its
-    `_stock_cls`). The backbone's attention is swapped before the keras-hub
-    `__init__` builds the task graph.
+
+def family_class(cls):
+    """Registers an AD-DROP classifier as its stock class's family member."""
+    FAMILIES[cls._stock_cls] = cls
+    return cls
+
+
+def supported_families():
+    """The supported families' names, e.g. "BERT, DistilBERT, ..."."""
+    return ", ".join(addrop._family for addrop in FAMILIES.values())
+
+
+def stock_task_class(preset):
+    """The stock keras-hub text classifier class a preset loads as.
+
+    A keras-hub folder with a `task.json` names its class (an AD-DROP class
+    stands for its stock class); otherwise the preset's backbone class
+    picks the classifier, as `keras_hub.models.TextClassifier.from_preset`
+    picks it.
+    """
+    loader = preset_utils.get_preset_loader(preset)
+    if preset_utils.check_file_exists(preset, preset_utils.TASK_CONFIG_FILE):
+        config = preset_utils.load_json(preset, preset_utils.TASK_CONFIG_FILE)
+        task_cls = preset_utils.check_config_class(config)
+        return getattr(task_cls, "_stock_cls", None) or task_cls
+    backbone_cls = loader.check_backbone_class()
+    try:
+        return preset_utils.find_subclass(
+            preset, keras_hub.models.TextClassifier, backbone_cls
+        )
+    except ValueError:
+        return backbone_cls  # No text classifier: refused by the caller.
+
+
+@keras_addrop_export("keras_addrop.models.ADDropTextClassifier")
+class ADDropTextClassifier(ADDropTrainStep):
+    """The AD-DROP classifiers of keras-hub's text-classifier families.
+
+    Every AD-DROP classifier is a subclass of this class and of its
+    family's stock keras-hub classifier (its `_stock_cls`), e.g.
+    `keras_addrop.models.ADDropBertTextClassifier` of
+    `keras_hub.models.BertTextClassifier`: the stock task with the
+    backbone's self-attention swapped for
+    `keras_addrop.layers.ADDropAttention` (same weights; before keras-hub's
+    `__init__` builds the task graph) and the two-pass AD-DROP
+    `train_step` (`keras_addrop.ADDropTrainStep`).
+
+    `ADDropTextClassifier.from_preset(preset, ...)` works as
+    `keras_hub.models.TextClassifier.from_preset` does: it reads the
+    preset's task or backbone class and returns that family's AD-DROP
+    classifier, an instance of the stock classifier class.
+
+    Families: BERT, DistilBERT, RoBERTa and XLM-RoBERTa.
+
+    Example:
+
+    ```python
+    classifier = keras_addrop.models.ADDropTextClassifier.from_preset(
+        "distil_bert_base_en_uncased", num_classes=2, addrop_layers="all"
+    )
+    isinstance(classifier, keras_hub.models.DistilBertTextClassifier)  # True
+    ```
     """
 
     _stock_cls = None
+    # The family's name in messages.
+    _family = None
 
     def __init__(self, *args, **kwargs):
         swap_attention(kwargs["backbone"] if "backbone" in kwargs else args[0])
@@ -57,8 +123,40 @@ class ADDropHubClassifier(ADDropTrainStep):
         with its fine-tuned head; one saved from this class keeps its
         AD-DROP settings unless they are passed again. `sequence_length`
         builds the preset's preprocessor with that length (Hugging Face
-        folders otherwise default to 512).
+        folders otherwise default to 512). Called on
+        `ADDropTextClassifier` itself, it returns the AD-DROP classifier of
+        the preset's family.
+
+        Args:
+            preset: a preset name or a local folder.
+            load_weights: whether to load the preset's weights.
+            sequence_length: the preprocessor's sequence length, or None.
+            **kwargs: the stock classifier's arguments (`num_classes`,
+                `preprocessor`, ...) and the AD-DROP arguments.
+
+        Returns:
+            The AD-DROP classifier, an instance of the family's stock
+            keras-hub classifier class.
+
+        Raises:
+            ValueError: for a preset whose family AD-DROP does not support
+                (the message names the family and those supported).
         """
+        if cls._stock_cls is None:
+            stock = stock_task_class(preset)
+            if stock not in FAMILIES:
+                name = stock.__name__.removesuffix("TextClassifier")
+                raise ValueError(
+                    f"AD-DROP has no classifier for the {name} family; it "
+                    f"supports {supported_families()}. Received: "
+                    f"preset={preset!r}"
+                )
+            return FAMILIES[stock].from_preset(
+                preset,
+                load_weights=load_weights,
+                sequence_length=sequence_length,
+                **kwargs,
+            )
         addrop_kwargs = {
             key: kwargs.pop(key) for key in ADDROP_ARGUMENTS if key in kwargs
         }
@@ -95,3 +193,37 @@ class ADDropHubClassifier(ADDropTrainStep):
         # shared backbone onto itself.
         model.set_weights(task.get_weights())
         return model
+
+
+def _stock_searches_skip_addrop_classes(list_subclasses):
+    """keras-hub's subclass search, with the AD-DROP classes left out of
+    every search for a class that is not AD-DROP's.
+
+    `keras_hub.models.TextClassifier.from_preset(preset)` picks the task
+    class through `find_subclass`: among the registered subclasses with the
+    preset's backbone class it keeps only the direct subclasses when there
+    are several of those, else takes the first of an unordered set. An
+    AD-DROP classifier (registered, and a subclass of the stock one, with
+    the same backbone class) would then be returned instead of the stock
+    class in some processes and not in others. Left out, stock keras-hub
+    finds what it finds without keras_addrop; a search from an AD-DROP class
+    is unchanged.
+    """
+    if getattr(list_subclasses, "_skips_addrop_classes", False):
+        return list_subclasses
+
+    @functools.wraps(list_subclasses)
+    def search(cls):
+        found = list_subclasses(cls)
+        if isinstance(cls, type) and issubclass(cls, ADDropTrainStep):
+            return found
+        return [c for c in found if not issubclass(c, ADDropTrainStep)]
+
+    search._skips_addrop_classes = True
+    return search
+
+
+# See docs/concepts/keras-workarounds.md.
+preset_utils.list_subclasses = _stock_searches_skip_addrop_classes(
+    preset_utils.list_subclasses
+)

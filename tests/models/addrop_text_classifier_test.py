@@ -1,0 +1,185 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import keras_hub
+import numpy as np
+import pytest
+from absl.testing import parameterized
+from keras_hub.src.utils import preset_utils
+
+import keras_addrop
+from keras_addrop.models.addrop_text_classifier import ADDropTextClassifier
+from tests.test_case import REPO_ROOT
+from tests.test_case import TestCase
+from tests.test_case import minilm_path
+
+
+@pytest.mark.all_backends
+class StockSearchTest(TestCase):
+    def test_stock_subclass_searches_find_the_stock_classes(self):
+        for backbone, stock in (
+            (
+                keras_hub.models.BertBackbone,
+                keras_hub.models.BertTextClassifier,
+            ),
+            (
+                keras_hub.models.RobertaBackbone,
+                keras_hub.models.RobertaTextClassifier,
+            ),
+        ):
+            with self.subTest(backbone=backbone.__name__):
+                found = preset_utils.find_subclass(
+                    "preset", keras_hub.models.TextClassifier, backbone
+                )
+                self.assertIs(found, stock)
+
+    def test_without_the_fix_the_search_would_see_the_addrop_classes(self):
+        # keras-hub's own search: both classes, in a set's order.
+        unfiltered = preset_utils.list_subclasses.__wrapped__(
+            keras_hub.models.TextClassifier
+        )
+        self.assertIn(keras_addrop.models.ADDropBertTextClassifier, unfiltered)
+        self.assertIn(keras_hub.models.BertTextClassifier, unfiltered)
+
+    def test_a_search_from_an_addrop_class_still_finds_addrop_classes(self):
+        self.assertIn(
+            keras_addrop.models.ADDropBertTextClassifier,
+            preset_utils.list_subclasses(ADDropTextClassifier),
+        )
+
+
+class StockPresetLoadingTest(TestCase):
+    def test_stock_from_preset_returns_stock_classes_in_fresh_processes(self):
+        preset = minilm_path()
+        if preset is None:
+            self.skipTest("the MiniLM-L6 package is not installed")
+        code = textwrap.dedent(
+            f"""
+            import json
+            import keras_hub
+            import keras_addrop
+            model = keras_hub.models.TextClassifier.from_preset(
+                {preset!r}, num_classes=2
+            )
+            print(json.dumps(type(model).__name__))
+            """
+        )
+        for seed in ("0", "1", "2"):
+            with self.subTest(seed=seed):
+                result = subprocess.run(
+                    [sys.executable, "-c", code],
+                    capture_output=True,
+                    text=True,
+                    cwd=REPO_ROOT,
+                    env={**os.environ, "PYTHONHASHSEED": seed},
+                )
+                self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+                name = json.loads(result.stdout.strip().splitlines()[-1])
+                self.assertEqual(name, "BertTextClassifier")
+
+
+FAMILY_BACKBONES = {
+    "bert": keras_hub.models.BertBackbone,
+    "roberta": keras_hub.models.RobertaBackbone,
+    "distil_bert": keras_hub.models.DistilBertBackbone,
+    "xlm_roberta": keras_hub.models.XLMRobertaBackbone,
+}
+
+
+def stock_family_task(family, num_classes=3):
+    """A tiny random stock classifier of a family, without preprocessor."""
+    backbone = FAMILY_BACKBONES[family](
+        vocabulary_size=20,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=12,
+    )
+    stock_cls = preset_utils.find_subclass(
+        "", keras_hub.models.TextClassifier, type(backbone)
+    )
+    return stock_cls(backbone, num_classes=num_classes, preprocessor=None)
+
+
+def family_inputs(backbone):
+    padding = np.array([[1] * 10, [1] * 6 + [0] * 4], bool)
+    x = {
+        "token_ids": (np.arange(20).reshape(2, 10) % 17 + 3) * padding,
+        "segment_ids": np.zeros((2, 10), "int32"),
+        "padding_mask": padding,
+    }
+    return {k: v for k, v in x.items() if k in backbone.input}
+
+
+@pytest.mark.all_backends
+class FamiliesTest(TestCase):
+    @parameterized.named_parameters(
+        *[(name, name) for name in FAMILY_BACKBONES]
+    )
+    def test_from_preset_gives_the_familys_classifier_with_stock_outputs(
+        self, family
+    ):
+        stock = stock_family_task(family)
+        folder = self.get_temp_dir()
+        stock.save_to_preset(folder)
+        x = family_inputs(stock.backbone)
+        model = keras_addrop.models.ADDropTextClassifier.from_preset(
+            folder, preprocessor=None, addrop_layers="all", drop_rate=0.5
+        )
+        self.assertIsInstance(model, type(stock))
+        self.assertIsInstance(model, keras_addrop.models.ADDropTextClassifier)
+        self.assertEqual(model.addrop_layers, "all")
+        # The stock head's weights loaded: untrained, the same outputs.
+        self.assertAllClose(
+            model.predict(x, verbose=0), stock.predict(x, verbose=0), atol=1e-6
+        )
+        model.compile(
+            optimizer="adam",
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        history = model.fit(x, np.array([0, 2]), verbose=0)
+        self.assertGreater(history.history["addrop_drop_fraction"][0], 0.0)
+
+    def test_a_family_without_an_addrop_classifier_is_refused_in_one_line(
+        self,
+    ):
+        backbone = keras_hub.models.FNetBackbone(
+            vocabulary_size=20,
+            num_layers=2,
+            hidden_dim=8,
+            intermediate_dim=16,
+            max_sequence_length=12,
+        )
+        stock = keras_hub.models.FNetTextClassifier(
+            backbone, num_classes=2, preprocessor=None
+        )
+        folder = self.get_temp_dir()
+        stock.save_to_preset(folder)
+        with self.assertRaisesRegex(
+            ValueError,
+            r"^AD-DROP has no classifier for the FNet family; it supports "
+            r"BERT, DistilBERT, RoBERTa, XLM-RoBERTa\. Received: preset=",
+        ):
+            keras_addrop.models.ADDropTextClassifier.from_preset(folder)
+
+    @parameterized.named_parameters(
+        *[(name, name) for name in FAMILY_BACKBONES]
+    )
+    def test_the_mean_pooling_head_trains_on_every_family(self, family):
+        backbone = stock_family_task(family).backbone
+        model = keras_addrop.models.mean_pooling_classifier(
+            backbone, num_classes=2, addrop_layers="all", drop_rate=0.5
+        )
+        model.compile(
+            optimizer="adam",
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        history = model.fit(
+            family_inputs(backbone), np.array([0, 1]), verbose=0
+        )
+        self.assertGreater(history.history["addrop_drop_fraction"][0], 0.0)
