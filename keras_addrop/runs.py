@@ -58,9 +58,10 @@ def resolve_preset(preset):
 
 
 def classifier_class(preset):
-    """The AD-DROP classifier for a BERT or RoBERTa preset."""
-    from keras_addrop.models import ADDropBertTextClassifier
-    from keras_addrop.models import ADDropRobertaTextClassifier
+    """The AD-DROP classifier of the preset's keras-hub family."""
+    from keras_addrop.models.addrop_text_classifier import FAMILIES
+    from keras_addrop.models.addrop_text_classifier import stock_task_class
+    from keras_addrop.models.addrop_text_classifier import supported_families
 
     kind = str(preset)
     config_path = os.path.join(kind, "config.json")
@@ -73,20 +74,15 @@ def classifier_class(preset):
         os.sep in kind or kind.startswith((".", "~"))
     ):
         raise RunError(f"no such folder. Received: --preset={kind}")
-    if os.path.isfile(config_path):
-        with open(config_path) as f:
-            config = json.load(f)
-        # keras-hub folders name the class; Hugging Face ones the model type.
-        kind = str(config.get("registered_name") or config.get("model_type"))
-    kind = kind.lower()
-    if "roberta" in kind:
-        return ADDropRobertaTextClassifier
-    if "bert" in kind:
-        return ADDropBertTextClassifier
-    raise RunError(
-        "the command line supports BERT and RoBERTa presets. Received: "
-        f"preset={preset!r}"
-    )
+    with user_errors():
+        stock = from_preset(stock_task_class, preset)
+    if stock not in FAMILIES:
+        family = stock.__name__.removesuffix("TextClassifier")
+        raise RunError(
+            f"AD-DROP has no classifier for the {family} family; it supports "
+            f"{supported_families()}. Received: --preset={preset}"
+        )
+    return FAMILIES[stock]
 
 
 def from_preset(load, preset, **kwargs):
@@ -309,8 +305,9 @@ def resolve_data(args):
 
 
 def build(args, task, preset):
-    """The compiled AD-DROP classifier and its preprocessor, from the run's
-    model and optimizer options."""
+    """The compiled AD-DROP classifier, its preprocessor and the preset's
+    family (the stock keras-hub classifier class), from the run's model and
+    optimizer options."""
     with user_errors():
         cls = classifier_class(preset)
         preprocessor = preprocessor_for(cls, preset, args.max_length)
@@ -330,7 +327,7 @@ def build(args, task, preset):
         # keras-hub's default accuracy means nothing for regression.
         metrics=[] if task.is_regression else ["accuracy"],
     )
-    return model, preprocessor
+    return model, preprocessor, cls._stock_cls
 
 
 def batches(args, data, preprocessor, initial_epoch):
@@ -410,6 +407,8 @@ def finetune(args):
     preset = resolve_preset(args.preset)
     config = run_options.recorded_config(args)
     config["preset"] = preset
+    if args.train_file is not None:  # The columns used, found or given.
+        config["text_columns"] = list(data.task.text_features)
     output = worker_output(args.output)
     keras.utils.set_random_seed(args.seed)
 
@@ -422,7 +421,7 @@ def finetune(args):
                 f"--batch-size {args.batch_size} does not split evenly over "
                 f"the {devices} devices of --strategy {strategy}"
             )
-        model, preprocessor = build(args, data.task, preset)
+        model, preprocessor, family = build(args, data.task, preset)
 
         # Inputs, preset and model are checked: the run starts here.
         os.makedirs(output, exist_ok=True)
@@ -450,6 +449,7 @@ def finetune(args):
         result = results(
             config, data, evaluation, read_epoch_log(epoch_log), previous
         )
+        result["family"] = family.__name__
         result["wall_seconds"] = seconds
         result["train_examples_per_second"] = (
             len(data.indices)

@@ -109,11 +109,12 @@ class CommandLineTest(_Fixtures):
                         f"{'same' if i % 2 else 'different'}\n"
                     )
         output = os.path.join(folder, "run")
+        # No --text-columns: the file's two text columns are found.
         own = [
             "--train-file", paths["train"], "--validation-file",
-            paths["dev"], "--text-columns", "first", "second",
-            "--preset", self.preset, "--epochs", "2", "--batch-size", "8",
-            "--max-length", "16", "--verbose", "0", "--no-save-model",
+            paths["dev"], "--preset", self.preset, "--epochs", "2",
+            "--batch-size", "8", "--max-length", "16", "--verbose", "0",
+            "--no-save-model",
         ]  # fmt: skip
         code, out, err = run("finetune", *own, "--output", output)
         self.assertEqual(code, 0, msg=err)
@@ -127,13 +128,15 @@ class CommandLineTest(_Fixtures):
         self.assertEqual(set(result["best"]), {"accuracy", "f1", "loss"})
         self.assertEqual(result["config"]["train_file"], paths["train"])
         self.assertEqual(result["config"]["text_columns"], ["first", "second"])
+        self.assertEqual(result["family"], "BertTextClassifier")
 
         code, _, err = run("finetune", *own, "--task", "rte", "--output", "x")
         self.assertEqual(code, 2)
         self.assertIn("give either --task (a GLUE task) or --train-file", err)
         code, _, err = run(
-            "finetune", *own, "--label-column", "gold", "--output", "x"
-        )
+            "finetune", *own, "--text-columns", "first", "second",
+            "--label-column", "gold", "--output", "x",
+        )  # fmt: skip
         self.assertEqual(code, 2)
         self.assertIn("train.csv:2: no column 'gold'", err)
         self.assertFalse(os.path.exists("x"))

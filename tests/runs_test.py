@@ -65,3 +65,44 @@ class PresetErrorsTest(TestCase):
             rf"file \(truncated file\)\)\. Received: --preset={folder}$",
         ):
             runs.from_preset(broken, folder)
+
+
+class ClassifierClassTest(TestCase):
+    def test_the_presets_family_picks_the_classifier_or_is_refused(self):
+        import keras_hub
+
+        import keras_addrop
+
+        def saved(task):
+            folder = self.get_temp_dir()
+            task.save_to_preset(folder)
+            return folder
+
+        common = dict(
+            vocabulary_size=20,
+            num_layers=1,
+            hidden_dim=8,
+            intermediate_dim=16,
+            max_sequence_length=12,
+        )
+        distil = keras_hub.models.DistilBertTextClassifier(
+            keras_hub.models.DistilBertBackbone(num_heads=2, **common),
+            num_classes=2,
+            preprocessor=None,
+        )
+        self.assertIs(
+            runs.classifier_class(saved(distil)),
+            keras_addrop.models.ADDropDistilBertTextClassifier,
+        )
+        fnet = keras_hub.models.FNetTextClassifier(
+            keras_hub.models.FNetBackbone(**common),
+            num_classes=2,
+            preprocessor=None,
+        )
+        folder = saved(fnet)
+        with self.assertRaisesRegex(
+            runs.RunError,
+            "^AD-DROP has no classifier for the FNet family; it supports "
+            "BERT, DistilBERT, RoBERTa, XLM-RoBERTa. Received: --preset=",
+        ):
+            runs.classifier_class(folder)
