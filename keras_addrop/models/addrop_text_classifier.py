@@ -1,4 +1,6 @@
 import functools
+import json
+import os
 
 import keras
 import keras_hub
@@ -23,6 +25,10 @@ ADDROP_ARGUMENTS = (
 
 # The stock keras-hub classifier of each family -> its AD-DROP classifier.
 FAMILIES = {}
+
+# In a preset written by an AD-DROP classifier: its AD-DROP settings (the
+# task's own files describe the stock classifier).
+ADDROP_CONFIG_FILE = "addrop.json"
 
 
 def family_class(cls):
@@ -105,6 +111,38 @@ class ADDropTextClassifier(ADDropTrainStep):
         if self.built:
             self.optimizer.build(self.trainable_variables)
 
+    def save_to_preset(self, preset_dir, max_shard_size=10):
+        """Saves the classifier as a preset of its stock keras-hub class.
+
+        The preset's files are those the stock classifier writes (its
+        `task.json` names the stock class), so stock keras-hub loads it as
+        the stock classifier with the same weights and predictions, LoRA
+        weights merged into the kernels as keras-hub merges them. The AD-DROP
+        settings go into `addrop.json` beside them, which
+        `keras_addrop.models.ADDropTextClassifier.from_preset` (or this
+        class's) restores.
+
+        Args:
+            preset_dir: the local preset folder.
+            max_shard_size: as in `keras_hub.models.Task.save_to_preset`.
+        """
+        super().save_to_preset(preset_dir, max_shard_size=max_shard_size)
+        path = os.path.join(preset_dir, preset_utils.TASK_CONFIG_FILE)
+        with open(path) as f:
+            task = json.load(f)
+        stock = self._stock_cls
+        task.update(
+            module=stock.__module__,
+            class_name=stock.__name__,
+            registered_name=keras.saving.get_registered_name(stock),
+        )
+        for key in ADDROP_ARGUMENTS:
+            task["config"].pop(key, None)
+        with open(path, "w") as f:
+            f.write(json.dumps(task, indent=4))
+        with open(os.path.join(preset_dir, ADDROP_CONFIG_FILE), "w") as f:
+            f.write(json.dumps(self._addrop_config(), indent=4))
+
     def _addrop_all_attention_layers(self):
         # Computed on demand: a list of sub-layers stored on the model would
         # be tracked and reorder `model.weights`.
@@ -160,6 +198,9 @@ class ADDropTextClassifier(ADDropTrainStep):
         addrop_kwargs = {
             key: kwargs.pop(key) for key in ADDROP_ARGUMENTS if key in kwargs
         }
+        if preset_utils.check_file_exists(preset, ADDROP_CONFIG_FILE):
+            saved = preset_utils.load_json(preset, ADDROP_CONFIG_FILE)
+            addrop_kwargs = {**saved, **addrop_kwargs}
         if sequence_length is not None and "preprocessor" not in kwargs:
             preprocessor_cls = cls._stock_cls.preprocessor_cls
             kwargs["preprocessor"] = preprocessor_cls.from_preset(
