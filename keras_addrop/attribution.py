@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_addrop import backend
-from keras_addrop.layers.addrop_attention import ADDropAttention
+from keras_addrop.layers import ADDROP_ATTENTION
 from keras_addrop.layers.addrop_attention import CapturedAttention
 from keras_addrop.layers.addrop_attention import addrop_scope
 from keras_addrop.validation import validate_choice
@@ -79,10 +79,11 @@ def _default_layers(model):
 
 def _check_layers(layers):
     for layer in layers:
-        if not isinstance(layer, ADDropAttention):
+        if not isinstance(layer, ADDROP_ATTENTION):
             raise ValueError(
-                "Attribution needs `keras_addrop.layers.ADDropAttention` "
-                "layers (see `keras_addrop.swap_attention`). Received: "
+                "Attribution needs AD-DROP attention layers "
+                "(`keras_addrop.layers.ADDropAttention`, ...; see "
+                "`keras_addrop.swap_attention`). Received: "
                 f"layer={layer!r}"
             )
 

@@ -103,6 +103,7 @@ class ClassifierClassTest(TestCase):
         with self.assertRaisesRegex(
             runs.RunError,
             "^AD-DROP has no classifier for the FNet family; it supports "
-            "BERT, DistilBERT, RoBERTa, XLM-RoBERTa. Received: --preset=",
+            "BERT, DeBERTa-v3, DistilBERT, RoBERTa, XLM-RoBERTa. Received: "
+            "--preset=",
         ):
             runs.classifier_class(folder)

@@ -58,6 +58,38 @@ def addrop_scope(keep_masks=None, capture=None):
         _local.scope = previous
 
 
+def scope_for(layer):
+    """`(keep_mask, capture)` that the active `addrop_scope` holds for
+    `layer` (each None when it holds none). Every AD-DROP attention kind
+    reads the scope through this function."""
+    scope = getattr(_local, "scope", None)
+    if scope is None:
+        return None, None
+    return scope.keep_masks.get(id(layer)), scope.capture.get(id(layer))
+
+
+def with_keep_mask(attention_mask, keep_mask):
+    """The attention mask with AD-DROP's keep mask merged in (logical AND),
+    so that a dropped position gets exactly the padding treatment of the
+    layer's softmax.
+
+    Args:
+        attention_mask: None, or the layer's boolean mask of shape
+            `(batch, query, key)`.
+        keep_mask: the keep mask, `(batch, num_heads, query, key)`.
+
+    Returns:
+        A boolean mask of shape `(batch, num_heads, query, key)`.
+    """
+    keep_mask = ops.cast(keep_mask, "bool")
+    if attention_mask is None:
+        return keep_mask
+    # [B, T, S] -> [B, 1, T, S], one mask for every head.
+    return ops.logical_and(
+        ops.expand_dims(ops.cast(attention_mask, "bool"), -3), keep_mask
+    )
+
+
 class CapturedAttention:
     """The attention weights that `layers` see in one forward pass.
 
@@ -181,11 +213,7 @@ class ADDropAttention(keras.layers.MultiHeadAttention):
         return_attention_scores=False,
         **kwargs,
     ):
-        scope = getattr(_local, "scope", None)
-        keep_mask = capture = None
-        if scope is not None:
-            keep_mask = scope.keep_masks.get(id(self))
-            capture = scope.capture.get(id(self))
+        keep_mask, capture = scope_for(self)
         if keep_mask is None and capture is None:
             return super()._compute_attention(
                 query,
@@ -207,15 +235,7 @@ class ADDropAttention(keras.layers.MultiHeadAttention):
         # into the boolean mask so that dropped positions get exactly the
         # padding treatment of `keras.layers.Softmax`.
         if keep_mask is not None:
-            keep_mask = ops.cast(keep_mask, "bool")
-            if attention_mask is None:
-                attention_mask = keep_mask
-            else:
-                # [B, T, S] -> [B, 1, T, S], one mask for every head.
-                attention_mask = ops.logical_and(
-                    ops.expand_dims(ops.cast(attention_mask, "bool"), -3),
-                    keep_mask,
-                )
+            attention_mask = with_keep_mask(attention_mask, keep_mask)
         query = ops.multiply(
             query, ops.cast(self._inverse_sqrt_key_dim, query.dtype)
         )

@@ -1,6 +1,9 @@
 from keras_addrop.models.addrop_bert_text_classifier import (
     ADDropBertTextClassifier,
 )
+from keras_addrop.models.addrop_deberta_v3_text_classifier import (
+    ADDropDebertaV3TextClassifier,
+)
 from keras_addrop.models.addrop_distil_bert_text_classifier import (
     ADDropDistilBertTextClassifier,
 )

@@ -3,7 +3,7 @@ import keras_hub
 from keras import ops
 
 from keras_addrop.api_export import keras_addrop_export
-from keras_addrop.layers.addrop_attention import ADDropAttention
+from keras_addrop.layers import ADDROP_ATTENTION
 from keras_addrop.models.swap_attention import swap_attention
 from keras_addrop.train_step import ADDropTrainStep
 from keras_addrop.train_step import with_addrop_arguments
@@ -21,7 +21,7 @@ def find_attention_layers(model):
         if id(layer) in seen:
             return
         seen.add(id(layer))
-        if isinstance(layer, ADDropAttention):
+        if isinstance(layer, ADDROP_ATTENTION):
             found.append(layer)
             return
         if isinstance(layer, keras.Model):

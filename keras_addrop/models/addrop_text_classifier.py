@@ -82,7 +82,7 @@ class ADDropTextClassifier(ADDropTrainStep):
     preset's task or backbone class and returns that family's AD-DROP
     classifier, an instance of the stock classifier class.
 
-    Families: BERT, DistilBERT, RoBERTa and XLM-RoBERTa.
+    Families: BERT, DeBERTa-v3, DistilBERT, RoBERTa and XLM-RoBERTa.
 
     Example:
 

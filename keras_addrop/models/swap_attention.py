@@ -1,15 +1,18 @@
-import keras
-
-from keras_addrop.layers.addrop_attention import ADDropAttention
+from keras_addrop.layers import ADDROP_ATTENTION
+from keras_addrop.layers import ATTENTION_KINDS
 
 
 def swap_attention(backbone):
-    """Turns a keras-hub backbone's self-attention into `ADDropAttention`.
+    """Turns a keras-hub backbone's self-attention into AD-DROP attention.
 
     Works on every backbone whose `transformer_layers` are keras-hub
     `TransformerEncoder`s (BERT, RoBERTa, DistilBERT, ELECTRA, XLM-RoBERTa,
-    ...). Each encoder's built `keras.layers.MultiHeadAttention` becomes a
-    `keras_addrop.layers.ADDropAttention` in place: the very same variables
+    ...) and on DeBERTa-v3's disentangled-attention encoders. Each encoder's
+    built `keras.layers.MultiHeadAttention` becomes a
+    `keras_addrop.layers.ADDropAttention` (DeBERTa-v3's
+    `DisentangledSelfAttention` a
+    `keras_addrop.layers.ADDropDisentangledSelfAttention`) in place: the
+    very same variables
     (names, paths, values, distribution placement), no new state, and
     outputs unchanged until an AD-DROP step masks them. The encoder looks its
     attention layer up when it is called, so the backbone's functional graph
@@ -25,13 +28,13 @@ def swap_attention(backbone):
             `keras_hub.models.BertBackbone`.
 
     Returns:
-        The list of `ADDropAttention` layers, in layer order (index 0 is the
+        The list of AD-DROP attention layers, in layer order (index 0 is the
         layer closest to the embeddings).
 
     Raises:
-        ValueError: if the backbone has no `transformer_layers` of
-            `TransformerEncoder`s with `keras.layers.MultiHeadAttention`
-            self-attention.
+        ValueError: if the backbone has no `transformer_layers` whose
+            self-attention is a stock `keras.layers.MultiHeadAttention` or
+            `DisentangledSelfAttention`.
 
     Example:
 
@@ -53,27 +56,27 @@ def swap_attention(backbone):
     found = []
     for encoder in encoders:
         attention = getattr(encoder, "_self_attention_layer", None)
-        if not isinstance(attention, keras.layers.MultiHeadAttention):
+        kind = ATTENTION_KINDS.get(type(attention))
+        if kind is None and not isinstance(attention, ADDROP_ATTENTION):
+            if any(isinstance(attention, stock) for stock in ATTENTION_KINDS):
+                raise ValueError(
+                    "`swap_attention` can only convert the stock attention "
+                    "layers, not a subclass with its own behaviour. "
+                    f"Received: backbone={type(backbone).__name__} with "
+                    f"attention {type(attention).__name__} ({attention.name})"
+                )
             raise ValueError(
                 "`swap_attention` supports encoders whose self-attention is "
                 "a `keras.layers.MultiHeadAttention` (keras-hub "
-                f"`TransformerEncoder`). Received: backbone="
+                "`TransformerEncoder`) or DeBERTa-v3's "
+                "`DisentangledSelfAttention`. Received: backbone="
                 f"{type(backbone).__name__} with encoder "
                 f"{type(encoder).__name__} ({encoder.name})"
             )
-        if not isinstance(attention, ADDropAttention):
-            if type(attention) is not keras.layers.MultiHeadAttention:
-                raise ValueError(
-                    "`swap_attention` can only convert the stock "
-                    "`keras.layers.MultiHeadAttention`, not a subclass with "
-                    "its own behaviour. Received: backbone="
-                    f"{type(backbone).__name__} with attention "
-                    f"{type(attention).__name__} ({attention.name})"
-                )
-        found.append(attention)
-    for attention in found:
-        # ADDropAttention adds no attribute to MultiHeadAttention, so a class
+        found.append((attention, kind))
+    for attention, kind in found:
+        # The AD-DROP layers add no attribute to the stock ones, so a class
         # swap keeps every variable and tracking structure as it is.
-        if not isinstance(attention, ADDropAttention):
-            attention.__class__ = ADDropAttention
-    return found
+        if kind is not None:
+            attention.__class__ = kind
+    return [attention for attention, _ in found]

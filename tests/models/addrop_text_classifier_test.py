@@ -87,11 +87,13 @@ FAMILY_BACKBONES = {
     "roberta": keras_hub.models.RobertaBackbone,
     "distil_bert": keras_hub.models.DistilBertBackbone,
     "xlm_roberta": keras_hub.models.XLMRobertaBackbone,
+    "deberta_v3": keras_hub.models.DebertaV3Backbone,
 }
 
 
 def stock_family_task(family, num_classes=3):
     """A tiny random stock classifier of a family, without preprocessor."""
+    extra = {"bucket_size": 6} if family == "deberta_v3" else {}
     backbone = FAMILY_BACKBONES[family](
         vocabulary_size=20,
         num_layers=2,
@@ -99,6 +101,7 @@ def stock_family_task(family, num_classes=3):
         hidden_dim=8,
         intermediate_dim=16,
         max_sequence_length=12,
+        **extra,
     )
     stock_cls = preset_utils.find_subclass(
         "", keras_hub.models.TextClassifier, type(backbone)
@@ -163,7 +166,8 @@ class FamiliesTest(TestCase):
         with self.assertRaisesRegex(
             ValueError,
             r"^AD-DROP has no classifier for the FNet family; it supports "
-            r"BERT, DistilBERT, RoBERTa, XLM-RoBERTa\. Received: preset=",
+            r"BERT, DeBERTa-v3, DistilBERT, RoBERTa, XLM-RoBERTa\. "
+            r"Received: preset=",
         ):
             keras_addrop.models.ADDropTextClassifier.from_preset(folder)
 

@@ -1,0 +1,133 @@
+import keras
+import keras_hub
+import numpy as np
+import pytest
+
+import keras_addrop
+from keras_addrop.layers import ADDropDisentangledSelfAttention
+from keras_addrop.layers import addrop_scope
+from keras_addrop.layers.addrop_attention import CapturedAttention
+from tests.test_case import TestCase
+from tests.test_case import to_numpy
+
+pytestmark = pytest.mark.all_backends
+
+
+def deberta_classifier():
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.DebertaV3Backbone(
+        vocabulary_size=20,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=12,
+        bucket_size=6,
+        dropout=0.0,
+    )
+    model = keras_hub.models.DebertaV3TextClassifier(
+        backbone, num_classes=3, preprocessor=None, dropout=0.0
+    )
+    # Larger weights than the initializers' 0.02: logits that depend on
+    # the attention weights enough for a finite difference to measure.
+    rng = np.random.default_rng(0)
+    for weight in model.weights:
+        weight.assign(rng.normal(0.0, 0.5, weight.shape).astype("float32"))
+    return model
+
+
+def inputs():
+    padding = np.array([[1] * 10, [1] * 6 + [0] * 4], bool)
+    return {
+        "token_ids": (np.arange(20).reshape(2, 10) % 17 + 3) * padding,
+        "padding_mask": padding,
+    }
+
+
+class ADDropDisentangledSelfAttentionTest(TestCase):
+    def test_the_swap_keeps_the_stock_outputs_and_weights(self):
+        stock = deberta_classifier()
+        x = inputs()
+        before = to_numpy(stock.predict(x, verbose=0))
+        paths = [w.path for w in stock.weights]
+        layers = keras_addrop.swap_attention(stock.backbone)
+        self.assertLen(layers, 2)
+        for layer in layers:
+            self.assertIsInstance(layer, ADDropDisentangledSelfAttention)
+        self.assertEqual([w.path for w in stock.weights], paths)
+        self.assertAllClose(stock.predict(x, verbose=0), before, atol=1e-6)
+        # In a scope but without a keep mask: still the stock computation.
+        captured = CapturedAttention(layers)
+        with addrop_scope(capture=captured.functions):
+            inside = to_numpy(stock(x))
+        self.assertAllClose(inside, before, atol=1e-6)
+
+    def test_a_dropped_key_gets_zero_weight_as_padding_does(self):
+        model = deberta_classifier()
+        layers = keras_addrop.swap_attention(model.backbone)
+        keep = np.ones((2, 2, 10, 10), bool)
+        keep[:, :, :, 1] = False
+        captured = CapturedAttention(layers)
+        with addrop_scope(
+            keep_masks={layers[0]: keep}, capture=captured.functions
+        ):
+            model(inputs())
+        first, second = (to_numpy(w) for w in captured.weights())
+        self.assertAllEqual(first[:, :, :, 1], np.zeros((2, 2, 10)))
+        self.assertAllEqual(first[1, :, :, 6:], np.zeros((2, 10, 4)))
+        self.assertAllClose(first.sum(-1), np.ones((2, 2, 10)), atol=1e-6)
+        # The other layer's mask was not given: it keeps the key.
+        self.assertGreater(second[:, :, :, 1].min(), 0.0)
+
+    def test_gradient_attribution_matches_a_finite_difference(self):
+        model = deberta_classifier()
+        layers = keras_addrop.swap_attention(model.backbone)
+        x = inputs()
+        y = np.array([2, 0])
+        attribution = keras_addrop.attribution.compute_attribution(
+            model, x, y=y, layers=layers, labels="gold"
+        )
+        epsilon = 1e-2
+        # The last layer matters only through its first query (the head
+        # reads the first token), so that layer's position is in row 0.
+        for index, (b, h, t, s) in ((0, (0, 1, 3, 4)), (1, (1, 0, 0, 5))):
+
+            def logit(delta):
+                def nudge(position, weights):
+                    if position != index:
+                        return weights
+                    bump = np.zeros(weights.shape, "float32")
+                    bump[b, h, t, s] = delta
+                    return weights + keras.ops.convert_to_tensor(bump)
+
+                captured = CapturedAttention(layers, transform=nudge)
+                with addrop_scope(capture=captured.functions):
+                    return float(to_numpy(model(x))[b, y[b]])
+
+            difference = (logit(epsilon) - logit(-epsilon)) / (2 * epsilon)
+            self.assertGreater(abs(difference), 1e-4)
+            self.assertAllClose(
+                to_numpy(attribution[index])[b, h, t, s],
+                difference,
+                atol=2e-5,
+                rtol=2e-2,
+            )
+
+    def test_the_addrop_classifier_trains_with_drops(self):
+        stock = deberta_classifier()
+        model = keras_addrop.models.ADDropDebertaV3TextClassifier(
+            stock.backbone,
+            num_classes=3,
+            preprocessor=None,
+            dropout=0.0,
+            addrop_layers="all",
+            candidate_ratio=0.5,
+            drop_rate=0.5,
+        )
+        model.compile(
+            optimizer="adam",
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        history = model.fit(inputs(), np.array([2, 0]), epochs=2, verbose=0)
+        for fraction in history.history["addrop_drop_fraction"]:
+            self.assertGreater(fraction, 0.1)
