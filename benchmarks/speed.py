@@ -25,6 +25,7 @@ import tensorflow as tf  # noqa: E402
 from speed_parts import backends  # noqa: E402
 from speed_parts import batching  # noqa: E402
 from speed_parts import epoch_pair  # noqa: E402
+from speed_parts import families  # noqa: E402
 from speed_parts import memory  # noqa: E402
 from speed_parts import overheads  # noqa: E402
 from speed_parts import steps  # noqa: E402
@@ -90,6 +91,9 @@ LENGTH_PARTS = {
         "versions": versions(preset, x, y, length, args)
     },
     "memory": memory_part,
+    "deberta": lambda preset, x, y, length, args: {
+        "deberta": families.deberta_ratios(x, y, args.rounds)
+    },
 }
 PARTS = (*LENGTH_PARTS, "batching")
 

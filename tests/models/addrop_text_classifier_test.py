@@ -12,9 +12,11 @@ from absl.testing import parameterized
 from keras_hub.src.utils import preset_utils
 
 import keras_addrop
+from keras_addrop.models.addrop_text_classifier import FAMILIES
 from keras_addrop.models.addrop_text_classifier import ADDropTextClassifier
 from tests.test_case import REPO_ROOT
 from tests.test_case import TestCase
+from tests.test_case import compile_for_test
 from tests.test_case import minilm_path
 
 
@@ -91,7 +93,7 @@ FAMILY_BACKBONES = {
 }
 
 
-def stock_family_task(family, num_classes=3):
+def stock_family_task(family, num_classes=3, dropout=0.1):
     """A tiny random stock classifier of a family, without preprocessor."""
     extra = {"bucket_size": 6} if family == "deberta_v3" else {}
     backbone = FAMILY_BACKBONES[family](
@@ -101,12 +103,15 @@ def stock_family_task(family, num_classes=3):
         hidden_dim=8,
         intermediate_dim=16,
         max_sequence_length=12,
+        dropout=dropout,
         **extra,
     )
     stock_cls = preset_utils.find_subclass(
         "", keras_hub.models.TextClassifier, type(backbone)
     )
-    return stock_cls(backbone, num_classes=num_classes, preprocessor=None)
+    return stock_cls(
+        backbone, num_classes=num_classes, preprocessor=None, dropout=dropout
+    )
 
 
 def family_inputs(backbone):
@@ -187,3 +192,42 @@ class FamiliesTest(TestCase):
             family_inputs(backbone), np.array([0, 1]), verbose=0
         )
         self.assertGreater(history.history["addrop_drop_fraction"][0], 0.0)
+
+    @parameterized.named_parameters(
+        *[(name, name) for name in FAMILY_BACKBONES]
+    )
+    def test_plain_step_is_stock_fit_and_the_keras_file_round_trips(
+        self, family
+    ):
+        # No dropout: the two models' steps are then the same computation.
+        stock = stock_family_task(family, dropout=0.0)
+        model = FAMILIES[type(stock)](
+            stock_family_task(family, dropout=0.0).backbone,
+            num_classes=3,
+            preprocessor=None,
+            dropout=0.0,
+            addrop_layers="all",
+            merge_repeated_rows=False,
+        )
+        model.set_weights(stock.get_weights())
+        model.addrop_enabled = False
+        x = family_inputs(stock.backbone)
+        y = np.array([0, 2])
+        for m in (model, stock):
+            compile_for_test(m)
+            m.fit(x, y, epochs=2, shuffle=False, verbose=0)
+        self.assertWeightsClose(model, stock, atol=1e-6)
+        # Cross-tuning runs its AD-DROP epochs; then the .keras file.
+        model.addrop_enabled = True
+        history = model.fit(
+            x,
+            y,
+            epochs=2,
+            callbacks=[keras_addrop.callbacks.CrossTuning()],
+            verbose=0,
+        )
+        fractions = history.history["addrop_drop_fraction"]
+        self.assertEqual(fractions[0], 0.0)
+        self.assertGreater(fractions[1], 0.0)
+        restored = self.run_model_saving_test(model, x)
+        self.assertEqual(restored.addrop_layers, "all")
