@@ -6,6 +6,7 @@ import numpy as np
 
 from keras_addrop import runs
 from tests.test_case import TestCase
+from tests.test_case import tiny_family_task
 
 
 class PlotLossesTest(TestCase):
@@ -69,8 +70,6 @@ class PresetErrorsTest(TestCase):
 
 class ClassifierClassTest(TestCase):
     def test_the_presets_family_picks_the_classifier_or_is_refused(self):
-        import keras_hub
-
         import keras_addrop
 
         def saved(task):
@@ -78,28 +77,11 @@ class ClassifierClassTest(TestCase):
             task.save_to_preset(folder)
             return folder
 
-        common = dict(
-            vocabulary_size=20,
-            num_layers=1,
-            hidden_dim=8,
-            intermediate_dim=16,
-            max_sequence_length=12,
-        )
-        distil = keras_hub.models.DistilBertTextClassifier(
-            keras_hub.models.DistilBertBackbone(num_heads=2, **common),
-            num_classes=2,
-            preprocessor=None,
-        )
         self.assertIs(
-            runs.classifier_class(saved(distil)),
+            runs.classifier_class(saved(tiny_family_task("distil_bert"))),
             keras_addrop.models.ADDropDistilBertTextClassifier,
         )
-        fnet = keras_hub.models.FNetTextClassifier(
-            keras_hub.models.FNetBackbone(**common),
-            num_classes=2,
-            preprocessor=None,
-        )
-        folder = saved(fnet)
+        folder = saved(tiny_family_task("f_net"))
         with self.assertRaisesRegex(
             runs.RunError,
             "^AD-DROP has no classifier for the FNet family; it supports "

@@ -68,6 +68,55 @@ def twin_models(num_layers=2, dropout=0.0, **addrop_kwargs):
     return ours, stock
 
 
+# Tiny random backbones of the keras-hub families (no pretrained weights
+# for most of them exist offline).
+FAMILY_BACKBONES = {
+    "bert": keras_hub.models.BertBackbone,
+    "roberta": keras_hub.models.RobertaBackbone,
+    "distil_bert": keras_hub.models.DistilBertBackbone,
+    "xlm_roberta": keras_hub.models.XLMRobertaBackbone,
+    "deberta_v3": keras_hub.models.DebertaV3Backbone,
+    "f_net": keras_hub.models.FNetBackbone,
+}
+
+
+def tiny_family_task(family, num_classes=3, dropout=0.1):
+    """A tiny random stock classifier of a family, without preprocessor."""
+    from keras_hub.src.utils import preset_utils
+
+    extra = {}
+    if family == "deberta_v3":
+        extra["bucket_size"] = 6
+    if family != "f_net":
+        extra["num_heads"] = 2
+    backbone = FAMILY_BACKBONES[family](
+        vocabulary_size=20,
+        num_layers=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=12,
+        dropout=dropout,
+        **extra,
+    )
+    stock_cls = preset_utils.find_subclass(
+        "", keras_hub.models.TextClassifier, type(backbone)
+    )
+    return stock_cls(
+        backbone, num_classes=num_classes, preprocessor=None, dropout=dropout
+    )
+
+
+def family_inputs(backbone):
+    """Two examples (one padded) in the inputs the backbone takes."""
+    padding = np.array([[1] * 10, [1] * 6 + [0] * 4], bool)
+    x = {
+        "token_ids": (np.arange(20).reshape(2, 10) % 17 + 3) * padding,
+        "segment_ids": np.zeros((2, 10), "int32"),
+        "padding_mask": padding,
+    }
+    return {k: v for k, v in x.items() if k in backbone.input}
+
+
 def tiny_batch(batch_size=8, seq_len=10, vocabulary_size=30, seed=0):
     """Preprocessed BERT inputs with ragged real lengths, and labels."""
     rng = np.random.default_rng(seed)

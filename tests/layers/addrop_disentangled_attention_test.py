@@ -1,5 +1,4 @@
 import keras
-import keras_hub
 import numpy as np
 import pytest
 
@@ -8,6 +7,9 @@ from keras_addrop.layers import ADDropDisentangledSelfAttention
 from keras_addrop.layers import addrop_scope
 from keras_addrop.layers.addrop_attention import CapturedAttention
 from tests.test_case import TestCase
+from tests.test_case import compile_for_test
+from tests.test_case import family_inputs
+from tests.test_case import tiny_family_task
 from tests.test_case import to_numpy
 
 pytestmark = pytest.mark.all_backends
@@ -15,19 +17,7 @@ pytestmark = pytest.mark.all_backends
 
 def deberta_classifier():
     keras.utils.set_random_seed(0)
-    backbone = keras_hub.models.DebertaV3Backbone(
-        vocabulary_size=20,
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=8,
-        intermediate_dim=16,
-        max_sequence_length=12,
-        bucket_size=6,
-        dropout=0.0,
-    )
-    model = keras_hub.models.DebertaV3TextClassifier(
-        backbone, num_classes=3, preprocessor=None, dropout=0.0
-    )
+    model = tiny_family_task("deberta_v3", dropout=0.0)
     # Larger weights than the initializers' 0.02: logits that depend on
     # the attention weights enough for a finite difference to measure.
     rng = np.random.default_rng(0)
@@ -36,18 +26,10 @@ def deberta_classifier():
     return model
 
 
-def inputs():
-    padding = np.array([[1] * 10, [1] * 6 + [0] * 4], bool)
-    return {
-        "token_ids": (np.arange(20).reshape(2, 10) % 17 + 3) * padding,
-        "padding_mask": padding,
-    }
-
-
 class ADDropDisentangledSelfAttentionTest(TestCase):
     def test_the_swap_keeps_the_stock_outputs_and_weights(self):
         stock = deberta_classifier()
-        x = inputs()
+        x = family_inputs(stock.backbone)
         before = to_numpy(stock.predict(x, verbose=0))
         paths = [w.path for w in stock.weights]
         layers = keras_addrop.swap_attention(stock.backbone)
@@ -71,7 +53,7 @@ class ADDropDisentangledSelfAttentionTest(TestCase):
         with addrop_scope(
             keep_masks={layers[0]: keep}, capture=captured.functions
         ):
-            model(inputs())
+            model(family_inputs(model.backbone))
         first, second = (to_numpy(w) for w in captured.weights())
         self.assertAllEqual(first[:, :, :, 1], np.zeros((2, 2, 10)))
         self.assertAllEqual(first[1, :, :, 6:], np.zeros((2, 10, 4)))
@@ -82,7 +64,7 @@ class ADDropDisentangledSelfAttentionTest(TestCase):
     def test_gradient_attribution_matches_a_finite_difference(self):
         model = deberta_classifier()
         layers = keras_addrop.swap_attention(model.backbone)
-        x = inputs()
+        x = family_inputs(model.backbone)
         y = np.array([2, 0])
         attribution = keras_addrop.attribution.compute_attribution(
             model, x, y=y, layers=layers, labels="gold"
@@ -124,10 +106,8 @@ class ADDropDisentangledSelfAttentionTest(TestCase):
             candidate_ratio=0.5,
             drop_rate=0.5,
         )
-        model.compile(
-            optimizer="adam",
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        )
-        history = model.fit(inputs(), np.array([2, 0]), epochs=2, verbose=0)
+        compile_for_test(model)
+        x = family_inputs(model.backbone)
+        history = model.fit(x, np.array([2, 0]), epochs=2, verbose=0)
         for fraction in history.history["addrop_drop_fraction"]:
             self.assertGreater(fraction, 0.1)
