@@ -20,6 +20,7 @@ from tests.test_case import compile_for_test
 from tests.test_case import family_inputs
 from tests.test_case import minilm_path
 from tests.test_case import tiny_family_task
+from tests.test_case import to_numpy
 
 
 @pytest.mark.all_backends
@@ -176,3 +177,36 @@ class FamiliesTest(TestCase):
         self.assertGreater(fractions[1], 0.0)
         restored = self.run_model_saving_test(model, x)
         self.assertEqual(restored.addrop_layers, "all")
+
+    @parameterized.named_parameters(*[(name, name) for name in FAMILIES_TESTED])
+    def test_lora_trains_only_what_it_leaves_trainable(self, family):
+        stock = tiny_family_task(family, dropout=0.0)
+        model = FAMILIES[type(stock)](
+            stock.backbone,
+            num_classes=3,
+            preprocessor=None,
+            addrop_layers="all",
+            candidate_ratio=0.5,
+            drop_rate=0.5,
+        )
+        model.backbone.enable_lora(2)
+        adapted = {
+            w.path.split("/")[-2]
+            for w in model.trainable_weights
+            if "lora_kernel" in w.path
+        }
+        self.assertEqual(adapted, {"query", "value"})
+        before = {w.path: to_numpy(w).copy() for w in model.weights}
+        compile_for_test(model)
+        x = family_inputs(model.backbone)
+        history = model.fit(x, np.array([0, 2]), epochs=2, verbose=0)
+        trainable = {w.path for w in model.trainable_weights}
+        changed = {
+            w.path
+            for w in model.weights
+            if not np.array_equal(before[w.path], to_numpy(w))
+        }
+        self.assertTrue(changed)
+        self.assertLessEqual(changed, trainable)
+        for fraction in history.history["addrop_drop_fraction"]:
+            self.assertAllClose(fraction, 0.25, atol=0.06)
