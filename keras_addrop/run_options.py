@@ -15,6 +15,7 @@ line loads this module before it imports Keras (see
 """
 
 import dataclasses
+import math
 import operator
 import os
 
@@ -98,11 +99,7 @@ def real(name):
 
     def parse(text):
         value = _number(text, float)
-        if (
-            not isinstance(value, float)
-            or value != value
-            or abs(value) == (float("inf"))
-        ):
+        if not isinstance(value, float) or not math.isfinite(value):
             raise validation.invalid_argument(name, "a finite float", value)
         return value
 
@@ -154,10 +151,6 @@ GLUE_TASKS = (
 )  # fmt: skip
 
 
-def _option(name, help, goes, **kwargs):
-    return Option(name=name, help=help, goes=goes, **kwargs)
-
-
 def _switch(name, help, goes, **kwargs):
     return Option(
         name=name, help=help, goes=goes, default=False, switch=True, **kwargs
@@ -166,26 +159,26 @@ def _switch(name, help, goes, **kwargs):
 
 OPTIONS = (
     # The data.
-    _option(
+    Option(
         "task",
         "GLUE task: " + ", ".join(GLUE_TASKS) + ". Or your own data: "
         "--train-file and --validation-file.",
         DATA,
     ),
-    _option(
+    Option(
         "train_file",
         "Your own training data: a CSV, TSV or JSON-lines file with named "
         "columns (instead of --task).",
         DATA,
         parse=existing_file("train_file"),
     ),
-    _option(
+    Option(
         "validation_file",
         "Your own validation data, in the training file's columns.",
         DATA,
         parse=existing_file("validation_file"),
     ),
-    _option(
+    Option(
         "text_columns",
         "The one or two text columns of --train-file (default: as Hugging "
         "Face's run_glue.py finds them: sentence1 and sentence2, else "
@@ -193,28 +186,28 @@ OPTIONS = (
         DATA,
         nargs="+",
     ),
-    _option(
+    Option(
         "label_column",
         "The label column of --train-file: class names or ids, or scores "
         "(regression).",
         DATA,
         default="label",
     ),
-    _option(
+    Option(
         "metric",
         "The main metric for --train-file (default: accuracy for classes, "
         "pearson for scores).",
         DATA,
         choices=("accuracy", "f1", "matthews_corrcoef", "pearson", "spearman"),
     ),
-    _option(
+    Option(
         "glue_dir",
         "Folder in the GLUE TSV layout. Without it, tensorflow-datasets.",
         DATA,
         parse=existing_folder("glue_dir"),
     ),
-    _option("data_dir", "tfds data folder.", DATA),
-    _option(
+    Option("data_dir", "tfds data folder.", DATA),
+    Option(
         "max_length",
         "Tokens an example is cut to (batches are as long as their longest "
         "example unless --no-length-aware).",
@@ -222,26 +215,26 @@ OPTIONS = (
         default=128,
         parse=positive_int("max_length"),
     ),
-    _option(
+    Option(
         "batch_size",
         "Examples a batch.",
         DATA,
         default=32,
         parse=positive_int("batch_size"),
     ),
-    _option(
+    Option(
         "train_limit",
         "Train on this many examples, sampled with --sample-seed.",
         DATA,
         parse=positive_int("train_limit"),
     ),
-    _option(
+    Option(
         "few_shot",
         "Train on this many examples of each class.",
         DATA,
         parse=positive_int("few_shot"),
     ),
-    _option(
+    Option(
         "sample_seed",
         "Seed of --train-limit / --few-shot sampling (fixed across training "
         "seeds, so every seed sees the same examples).",
@@ -251,13 +244,13 @@ OPTIONS = (
     ),
     _switch("no_length_aware", "Pad every batch to --max-length.", DATA),
     # The model.
-    _option(
+    Option(
         "preset",
         "keras-hub preset name or local folder (keras-hub or Hugging Face). "
         "Defaults to the installed MiniLM-L6 package's folder.",
         RUN,
     ),
-    _option(
+    Option(
         "pooling",
         "Classification head: keras-hub's [CLS] pooler, or the mean of the "
         "token outputs (what sentence encoders such as MiniLM-L6 were "
@@ -266,7 +259,7 @@ OPTIONS = (
         default="cls",
         choices=("cls", "mean"),
     ),
-    _option(
+    Option(
         "candidate_ratio",
         "p in the paper: the share of each attention row's keys, highest "
         "attribution first, that are candidates for dropping.",
@@ -274,14 +267,14 @@ OPTIONS = (
         default=0.3,
         parse=ratio("candidate_ratio"),
     ),
-    _option(
+    Option(
         "drop_rate",
         "q in the paper: the probability of dropping each candidate.",
         MODEL,
         default=0.3,
         parse=ratio("drop_rate"),
     ),
-    _option(
+    Option(
         "addrop_layers",
         "'all' or comma-separated encoder layer indices (0 is the first) "
         "whose attention AD-DROP masks.",
@@ -290,14 +283,14 @@ OPTIONS = (
         default=(0,),
         parse=layer_indices("addrop_layers"),
     ),
-    _option(
+    Option(
         "attribution",
         "How positions are ranked: GA, IGA, AA or RD (the paper's Table 2).",
         MODEL,
         default="gradient",
         choices=("gradient", "integrated_gradients", "attention", "random"),
     ),
-    _option(
+    Option(
         "labels",
         "Which class's logit is attributed: the predicted or the true one.",
         MODEL,
@@ -305,21 +298,21 @@ OPTIONS = (
         choices=("pseudo", "gold"),
         argument="attribution_labels",
     ),
-    _option(
+    Option(
         "drop_region",
         "Drop among the highest- or the lowest-attribution keys.",
         MODEL,
         default="high",
         choices=("high", "low"),
     ),
-    _option(
+    Option(
         "ig_steps",
         "Integrated-gradient steps (--attribution integrated_gradients).",
         MODEL,
         default=20,
         parse=positive_int("ig_steps"),
     ),
-    _option(
+    Option(
         "seed",
         "Seed of training and drops.",
         MODEL,
@@ -342,14 +335,14 @@ OPTIONS = (
         RUN,
     ),
     # The optimizer.
-    _option(
+    Option(
         "learning_rate",
         "AdamW's rate.",
         COMPILE,
         default=2e-5,
         parse=real("learning_rate"),
     ),
-    _option(
+    Option(
         "weight_decay",
         "AdamW's decay.",
         COMPILE,
@@ -357,14 +350,14 @@ OPTIONS = (
         parse=real("weight_decay"),
     ),
     # The run.
-    _option(
+    Option(
         "epochs",
         "Training epochs.",
         RUN,
         default=3,
         parse=positive_int("epochs"),
     ),
-    _option(
+    Option(
         "patience",
         "Stop after this many epochs without a better dev score.",
         RUN,
@@ -376,7 +369,7 @@ OPTIONS = (
         RUN,
         recorded=False,
     ),
-    _option(
+    Option(
         "strategy",
         "Data parallelism over the local devices: MirroredStrategy on "
         "TensorFlow, keras.distribution.DataParallel on JAX; or "
@@ -386,7 +379,7 @@ OPTIONS = (
         default="none",
         choices=("none", "mirrored", "multi-worker"),
     ),
-    _option(
+    Option(
         "verbose",
         "Keras' fit verbosity (default: a progress bar on a terminal, a "
         "line per epoch otherwise).",
@@ -402,7 +395,7 @@ BY_NAME = {option.name: option for option in OPTIONS}
 # A sweep's grid: each run gets one value of each, as its `candidate_ratio`,
 # `drop_rate` and `seed`.
 SWEEP_OPTIONS = (
-    _option(
+    Option(
         "candidate_ratios",
         "The values of p (--candidate-ratio) to run.",
         RUN,
@@ -410,7 +403,7 @@ SWEEP_OPTIONS = (
         parse=ratio("candidate_ratios"),
         nargs="+",
     ),
-    _option(
+    Option(
         "drop_rates",
         "The values of q (--drop-rate) to run.",
         RUN,
@@ -418,7 +411,7 @@ SWEEP_OPTIONS = (
         parse=ratio("drop_rates"),
         nargs="+",
     ),
-    _option(
+    Option(
         "seeds",
         "Training seeds.",
         RUN,

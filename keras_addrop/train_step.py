@@ -2,6 +2,7 @@
 
 import contextlib
 import numbers
+import textwrap
 import warnings
 
 import keras
@@ -73,17 +74,14 @@ def with_addrop_arguments(cls):
     """Puts `ADDROP_ARGUMENTS_DOC` where `cls`'s docstring says
     `{addrop_arguments}`, indented as that line is."""
     marker = "{addrop_arguments}"
+    if marker not in cls.__doc__:
+        raise ValueError(f"{cls.__name__}'s docstring has no {marker} line")
     lines = []
     for line in cls.__doc__.splitlines():
         if line.strip() == marker:
             indent = line[: line.index(marker)]
-            lines += [
-                indent + text for text in ADDROP_ARGUMENTS_DOC.splitlines()
-            ]
-        else:
-            lines.append(line)
-    if len(lines) == len(cls.__doc__.splitlines()):
-        raise ValueError(f"{cls.__name__}'s docstring has no {marker} line")
+            line = textwrap.indent(ADDROP_ARGUMENTS_DOC, indent)
+        lines.append(line)
     cls.__doc__ = "\n".join(lines)
     return cls
 

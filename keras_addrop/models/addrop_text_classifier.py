@@ -50,11 +50,11 @@ def stock_task_class(preset):
     picks the classifier, as `keras_hub.models.TextClassifier.from_preset`
     picks it.
     """
-    loader = preset_utils.get_preset_loader(preset)
     if preset_utils.check_file_exists(preset, preset_utils.TASK_CONFIG_FILE):
         config = preset_utils.load_json(preset, preset_utils.TASK_CONFIG_FILE)
         task_cls = preset_utils.check_config_class(config)
         return getattr(task_cls, "_stock_cls", None) or task_cls
+    loader = preset_utils.get_preset_loader(preset)
     backbone_cls = loader.check_backbone_class()
     try:
         return preset_utils.find_subclass(

@@ -12,11 +12,10 @@ def swap_attention(backbone):
     `keras_addrop.layers.ADDropAttention` (DeBERTa-v3's
     `DisentangledSelfAttention` a
     `keras_addrop.layers.ADDropDisentangledSelfAttention`) in place: the
-    very same variables
-    (names, paths, values, distribution placement), no new state, and
-    outputs unchanged until an AD-DROP step masks them. The encoder looks its
-    attention layer up when it is called, so the backbone's functional graph
-    needs no rebuild. Idempotent.
+    very same variables (names, paths, values, distribution placement), no
+    new state, and outputs unchanged until an AD-DROP step masks them. The
+    encoder looks its attention layer up when it is called, so the
+    backbone's functional graph needs no rebuild. Idempotent.
 
     Call it before `compile()` and the first `fit()`: a traced training
     function keeps the code it was traced with.
