@@ -7,6 +7,7 @@ from keras_addrop import backend
 from keras_addrop.layers import ADDROP_ATTENTION
 from keras_addrop.layers.addrop_attention import CapturedAttention
 from keras_addrop.layers.addrop_attention import addrop_scope
+from keras_addrop.layers.attention_call import layer_of
 from keras_addrop.validation import validate_choice
 from keras_addrop.validation import validate_positive_int
 
@@ -67,19 +68,19 @@ def _target_scale(model):
 
 
 def _default_layers(model):
-    layers = getattr(model, "addrop_attention_layers", None)
-    if layers is None:
+    calls = getattr(model, "addrop_attention_calls", None)
+    if calls is None:
         raise ValueError(
             "`layers` is required for a model that is not an AD-DROP model "
-            "(one without `addrop_attention_layers`). Received: "
+            "(one without `addrop_attention_calls`). Received: "
             f"model={type(model).__name__}, layers=None"
         )
-    return layers
+    return calls
 
 
 def _check_layers(layers):
     for layer in layers:
-        if not isinstance(layer, ADDROP_ATTENTION):
+        if not isinstance(layer_of(layer), ADDROP_ATTENTION):
             raise ValueError(
                 "Attribution needs AD-DROP attention layers "
                 "(`keras_addrop.layers.ADDropAttention`, ...; see "
@@ -140,8 +141,12 @@ def compute_attribution(
         x: the model's inputs (for keras-hub classifiers, the preprocessed
             dict with `"token_ids"`, `"segment_ids"`, `"padding_mask"`).
         y: gold labels, needed for `labels="gold"` and for regression.
-        layers: list of `keras_addrop.layers.ADDropAttention` layers. Defaults
-            to the model's selected AD-DROP layers.
+        layers: list of AD-DROP attention layers
+            (`keras_addrop.layers.ADDropAttention`, ...) or of
+            `keras_addrop.layers.AttentionCall`s, which name one call of a
+            layer the forward pass calls several times (ALBERT's shared
+            encoders). Defaults to the model's selected calls
+            (`addrop_attention_calls`).
         labels: `"pseudo"` (the argmax of the model's own prediction, the
             paper's choice) or `"gold"`.
         training: bool. Whether the forward pass of GA, AA and RD runs in
@@ -159,12 +164,13 @@ def compute_attribution(
 
     Returns:
         A list of float32 tensors of shape `(batch, heads, query, key)`, one
-        per layer, in the order of `layers`.
+        per entry of `layers` (one per call), in their order.
 
     Raises:
         ValueError: for an unknown `method` or `labels`, bad `ig_steps`, a
-            missing `y`, layers that are not `ADDropAttention` or that the
-            forward pass does not call.
+            missing `y`, layers that are not AD-DROP attention, that the
+            forward pass does not call, or that it calls several times when
+            given without the call (`AttentionCall`).
 
     Example:
 

@@ -44,9 +44,9 @@ candidate_ratio: float in [0, 1], `p` in the paper: the share of each
 drop_rate: float in [0, 1], `q` in the paper: the probability of
     dropping each candidate. Defaults to `0.3`.
 addrop_layers: `"all"` or a sequence of attention layer indices (0 is
-    the first; in the keras-hub classifiers, the encoder layers) whose
-    attention AD-DROP masks. Defaults to `(0,)`, the reference code's
-    default.
+    the first; in the keras-hub classifiers, the transformer layers, also
+    where several share one encoder, as in ALBERT) whose attention AD-DROP
+    masks. Defaults to `(0,)`, the reference code's default.
 attribution: how positions are ranked (the paper's Table 2):
     `"gradient"` (GA, default), `"integrated_gradients"` (IGA),
     `"attention"` (AA: the attention weights themselves) or `"random"`
@@ -124,8 +124,9 @@ class ADDropTrainStep(backend.KerasTrainerFixes):
     """Mixin adding AD-DROP's two-pass `train_step` to a Keras model.
 
     A model class lists it before its Keras base class and implements
-    `_addrop_all_attention_layers()` (every `ADDropAttention` layer, in
-    layer order) and, if its inputs are not keras-hub's preprocessed dicts,
+    `_addrop_all_attention_calls()` (every call of an AD-DROP attention
+    layer in one forward pass, as `keras_addrop.layers.AttentionCall`s in
+    call order) and, if its inputs are not keras-hub's preprocessed dicts,
     `_addrop_padding_mask(x)`. The mixin takes the AD-DROP arguments as
     keyword-only constructor arguments (validated, and serialized by
     `get_config`) and passes everything else on to the base class.
@@ -195,7 +196,7 @@ class ADDropTrainStep(backend.KerasTrainerFixes):
             "drop_region", drop_region, DROP_REGIONS
         )
         self.ig_steps = validate_positive_int("ig_steps", ig_steps)
-        num_layers = len(self._addrop_all_attention_layers())
+        num_layers = len(self._addrop_all_attention_calls())
         self._addrop_layer_indices = resolve_layer_indices(
             addrop_layers, num_layers
         )
@@ -233,10 +234,18 @@ class ADDropTrainStep(backend.KerasTrainerFixes):
         }
 
     @property
+    def addrop_attention_calls(self):
+        """The selected attention calls (`keras_addrop.layers.AttentionCall`),
+        in the order of the forward pass: one per transformer layer, also
+        where layers share one attention layer (ALBERT)."""
+        calls = self._addrop_all_attention_calls()
+        return [calls[i] for i in self._addrop_layer_indices]
+
+    @property
     def addrop_attention_layers(self):
-        """The selected `ADDropAttention` layers, in layer order."""
-        layers = self._addrop_all_attention_layers()
-        return [layers[i] for i in self._addrop_layer_indices]
+        """The attention layer of each selected call, in the same order (a
+        shared layer appears once per call)."""
+        return [call.layer for call in self.addrop_attention_calls]
 
     def fit(self, *args, **kwargs):
         x = args[0] if args else kwargs.get("x")
@@ -290,7 +299,7 @@ class ADDropTrainStep(backend.KerasTrainerFixes):
         """
         state, data = backend.step_arguments(args)
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        layers = self.addrop_attention_layers
+        layers = self.addrop_attention_calls
         padding_mask = self._addrop_bool_padding_mask(x)
 
         def training_pass(state):

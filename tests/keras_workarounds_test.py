@@ -82,6 +82,35 @@ class KerasCanariesTest(TestCase):
             )
         )
 
+    def test_keras_hub_roformer_masks_padded_keys_on_pytorch_only(self):
+        # Followed by ADDropRoformerAttention (`_stock_mask`), which must
+        # equal the stock layer: elsewhere real tokens attend to padding.
+        import keras_hub
+
+        keras.utils.set_random_seed(0)
+        backbone = keras_hub.models.RoformerV2Backbone(
+            vocabulary_size=20,
+            num_layers=1,
+            num_heads=2,
+            hidden_dim=8,
+            intermediate_dim=16,
+            head_size=4,
+        )
+        token_ids = np.array([[5, 6, 7, 0, 0, 0]])
+
+        def outputs(length):
+            x = token_ids[:, :length]
+            return keras.ops.convert_to_numpy(
+                backbone({"token_ids": x, "segment_ids": np.zeros_like(x)})
+            )[:, :3]
+
+        padding_changes_real_tokens = not np.allclose(
+            outputs(6), outputs(3), atol=1e-6
+        )
+        self.assertEqual(
+            padding_changes_real_tokens, keras.config.backend() != "torch"
+        )
+
 
 @tf_only
 class TensorFlowCanariesTest(TestCase):

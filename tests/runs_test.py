@@ -77,15 +77,20 @@ class ClassifierClassTest(TestCase):
             task.save_to_preset(folder)
             return folder
 
-        self.assertIs(
-            runs.classifier_class(saved(tiny_family_task("distil_bert"))),
-            keras_addrop.models.ADDropDistilBertTextClassifier,
-        )
+        for family, cls in (
+            ("distil_bert", keras_addrop.models.ADDropDistilBertTextClassifier),
+            ("albert", keras_addrop.models.ADDropAlbertTextClassifier),
+            ("roformer_v2", keras_addrop.models.ADDropRoformerV2TextClassifier),
+        ):
+            self.assertIs(
+                runs.classifier_class(saved(tiny_family_task(family))), cls
+            )
         folder = saved(tiny_family_task("f_net"))
         with self.assertRaisesRegex(
             runs.RunError,
             "^AD-DROP has no classifier for the FNet family; it supports "
-            "BERT, DeBERTa-v3, DistilBERT, RoBERTa, XLM-RoBERTa. Received: "
+            "ALBERT, BERT, DeBERTa-v3, DistilBERT, RoBERTa, RoFormer-v2, "
+            "XLM-RoBERTa. Received: "
             "--preset=",
         ):
             runs.classifier_class(folder)

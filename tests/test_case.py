@@ -76,7 +76,17 @@ FAMILY_BACKBONES = {
     "distil_bert": keras_hub.models.DistilBertBackbone,
     "xlm_roberta": keras_hub.models.XLMRobertaBackbone,
     "deberta_v3": keras_hub.models.DebertaV3Backbone,
+    "albert": keras_hub.models.AlbertBackbone,
+    "roformer_v2": keras_hub.models.RoformerV2Backbone,
     "f_net": keras_hub.models.FNetBackbone,
+}
+
+# Each family's own backbone arguments. The ALBERT backbone shares one
+# encoder between its two transformer layers.
+_FAMILY_ARGUMENTS = {
+    "deberta_v3": {"bucket_size": 6},
+    "albert": {"embedding_dim": 8, "num_groups": 1},
+    "roformer_v2": {"head_size": 4},
 }
 
 
@@ -84,17 +94,16 @@ def tiny_family_task(family, num_classes=3, dropout=0.1):
     """A tiny random stock classifier of a family, without preprocessor."""
     from keras_hub.src.utils import preset_utils
 
-    extra = {}
-    if family == "deberta_v3":
-        extra["bucket_size"] = 6
+    extra = dict(_FAMILY_ARGUMENTS.get(family, {}))
     if family != "f_net":
         extra["num_heads"] = 2
+    if family != "roformer_v2":
+        extra["max_sequence_length"] = 12
     backbone = FAMILY_BACKBONES[family](
         vocabulary_size=20,
         num_layers=2,
         hidden_dim=8,
         intermediate_dim=16,
-        max_sequence_length=12,
         dropout=dropout,
         **extra,
     )
@@ -104,6 +113,40 @@ def tiny_family_task(family, num_classes=3, dropout=0.1):
     return stock_cls(
         backbone, num_classes=num_classes, preprocessor=None, dropout=dropout
     )
+
+
+def scaled_up_weights(model, seed=0):
+    """`model` with every weight drawn from N(0, 0.5^2): larger than the
+    initializers' 0.02, so that logits depend on the attention weights
+    enough for a finite difference to measure."""
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        weight.assign(rng.normal(0.0, 0.5, weight.shape).astype("float32"))
+    return model
+
+
+def logit_difference(model, x, y, entries, index, position, epsilon=1e-2):
+    """The central finite difference of example `b`'s gold logit in the
+    attention weight at `position = (b, h, t, s)` of `entries[index]` (a
+    layer or an `AttentionCall`), the other entries unchanged."""
+    from keras_addrop.layers import addrop_scope
+    from keras_addrop.layers.addrop_attention import CapturedAttention
+
+    b = position[0]
+
+    def logit(delta):
+        def nudge(entry_index, weights):
+            if entry_index != index:
+                return weights
+            bump = np.zeros(weights.shape, "float32")
+            bump[position] = delta
+            return weights + keras.ops.convert_to_tensor(bump)
+
+        captured = CapturedAttention(entries, transform=nudge)
+        with addrop_scope(capture=captured.functions):
+            return float(to_numpy(model(x))[b, y[b]])
+
+    return (logit(epsilon) - logit(-epsilon)) / (2 * epsilon)
 
 
 def family_inputs(backbone):

@@ -6,6 +6,9 @@ import keras
 from keras import ops
 
 from keras_addrop.api_export import keras_addrop_export
+from keras_addrop.layers.attention_call import AttentionCall
+from keras_addrop.layers.attention_call import layer_of
+from keras_addrop.layers.attention_call import scope_key
 from keras_addrop.validation import invalid_argument
 
 # MirroredStrategy runs each replica's step in its own thread, so a
@@ -15,8 +18,26 @@ _local = threading.local()
 
 class _ADDropScope:
     def __init__(self, keep_masks, capture):
-        self.keep_masks = {id(k): v for k, v in (keep_masks or {}).items()}
-        self.capture = {id(k): v for k, v in (capture or {}).items()}
+        self.keep_masks = {
+            scope_key(k): v for k, v in (keep_masks or {}).items()
+        }
+        self.capture = {scope_key(k): v for k, v in (capture or {}).items()}
+        # Calls of each layer so far: a shared layer (ALBERT's) is called
+        # several times in one forward pass, each call with its own entry.
+        self.calls = {}
+
+    def lookup(self, layer):
+        index = self.calls.get(id(layer), 0)
+        self.calls[id(layer)] = index + 1
+        return tuple(
+            _call_or_layer(table, id(layer), index)
+            for table in (self.keep_masks, self.capture)
+        )
+
+
+def _call_or_layer(table, layer_id, index):
+    value = table.get((layer_id, index))
+    return table.get((layer_id, None)) if value is None else value
 
 
 @contextlib.contextmanager
@@ -29,16 +50,22 @@ def addrop_scope(keep_masks=None, capture=None):
     preprocessors stay untouched: layers read the scope when they are called.
     Scopes do not nest; an inner scope replaces the outer one until it exits.
 
+    Keys are AD-DROP attention layers (every call of the layer inside the
+    scope) or `keras_addrop.layers.AttentionCall`s (one call of a layer
+    that the forward pass calls several times, as ALBERT's shared encoders;
+    calls are counted from the scope's start).
+
     Args:
-        keep_masks: dict mapping an `ADDropAttention` layer to a boolean keep
-            mask of shape `(batch, num_heads, query, key)`; `False` positions
-            are dropped before the softmax, exactly like padding.
-        capture: dict mapping an `ADDropAttention` layer to a function that
-            receives the attention weights that multiply the values (after
-            softmax and attention dropout, shape
-            `(batch, num_heads, query, key)`) and returns the tensor to use in
-            their place. The train step uses it to put those weights on a
-            gradient tape.
+        keep_masks: dict mapping an `ADDropAttention` layer or an
+            `AttentionCall` to a boolean keep mask of shape
+            `(batch, num_heads, query, key)`; `False` positions are dropped
+            before the softmax, exactly like padding.
+        capture: dict mapping an `ADDropAttention` layer or an
+            `AttentionCall` to a function that receives the attention
+            weights that multiply the values (after softmax and attention
+            dropout, shape `(batch, num_heads, query, key)`) and returns the
+            tensor to use in their place. The train step uses it to put
+            those weights on a gradient tape.
 
     Example:
 
@@ -59,13 +86,14 @@ def addrop_scope(keep_masks=None, capture=None):
 
 
 def scope_for(layer):
-    """`(keep_mask, capture)` that the active `addrop_scope` holds for
-    `layer` (each None when it holds none). Every AD-DROP attention kind
-    reads the scope through this function."""
+    """`(keep_mask, capture)` that the active `addrop_scope` holds for this
+    call of `layer` (each None when it holds none). Every AD-DROP attention
+    kind reads the scope through this function, once per call: the scope
+    counts the calls of each layer."""
     scope = getattr(_local, "scope", None)
     if scope is None:
         return None, None
-    return scope.keep_masks.get(id(layer)), scope.capture.get(id(layer))
+    return scope.lookup(layer)
 
 
 def with_keep_mask(attention_mask, keep_mask):
@@ -93,12 +121,14 @@ def with_keep_mask(attention_mask, keep_mask):
 class CapturedAttention:
     """The attention weights that `layers` see in one forward pass.
 
-    Its `functions` are the `capture` argument of `addrop_scope`: each
-    layer's function records the weights it is given and hands
-    `transform(index, weights)` on in their place (the weights themselves
-    by default), `index` being the layer's position in `layers`. Every
-    gradient of a prediction with respect to attention weights is taken
-    through it, on every backend, and so is attention as attribution.
+    `layers` holds AD-DROP attention layers or
+    `keras_addrop.layers.AttentionCall`s. Its `functions` are the `capture`
+    argument of `addrop_scope`: each entry's function records the weights it
+    is given and hands `transform(index, weights)` on in their place (the
+    weights themselves by default), `index` being the entry's position in
+    `layers`. Every gradient of a prediction with respect to attention
+    weights is taken through it, on every backend, and so is attention as
+    attribution.
     """
 
     def __init__(self, layers, transform=None):
@@ -109,11 +139,21 @@ class CapturedAttention:
     @property
     def functions(self):
         return {
-            layer: functools.partial(self._capture, index)
-            for index, layer in enumerate(self.layers)
+            entry: functools.partial(self._capture, index)
+            for index, entry in enumerate(self.layers)
         }
 
     def _capture(self, index, weights):
+        if index in self._weights:
+            # Only a layer named without its call index gets here twice.
+            raise ValueError(
+                "This attention layer is called more than once in one "
+                "forward pass (it is shared, as ALBERT's encoders are), so "
+                "the layer alone does not say which call is meant: name "
+                "each call with `keras_addrop.layers.AttentionCall(layer, "
+                "index)`, or use the model's `addrop_attention_calls`. "
+                f"Received: layer={layer_of(self.layers[index]).name!r}"
+            )
         self._weights[index] = weights
         if self._transform is None:
             return weights
@@ -126,8 +166,8 @@ class CapturedAttention:
             ValueError: if the forward pass did not call one of `layers`.
         """
         missing = [
-            layer.name
-            for index, layer in enumerate(self.layers)
+            entry if isinstance(entry, AttentionCall) else entry.name
+            for index, entry in enumerate(self.layers)
             if index not in self._weights
         ]
         if missing:

@@ -1,3 +1,6 @@
+from keras_addrop.models.addrop_albert_text_classifier import (
+    ADDropAlbertTextClassifier,
+)
 from keras_addrop.models.addrop_bert_text_classifier import (
     ADDropBertTextClassifier,
 )
@@ -10,6 +13,9 @@ from keras_addrop.models.addrop_distil_bert_text_classifier import (
 from keras_addrop.models.addrop_model import ADDropModel
 from keras_addrop.models.addrop_roberta_text_classifier import (
     ADDropRobertaTextClassifier,
+)
+from keras_addrop.models.addrop_roformer_v2_text_classifier import (
+    ADDropRoformerV2TextClassifier,
 )
 from keras_addrop.models.addrop_text_classifier import ADDropTextClassifier
 from keras_addrop.models.addrop_xlm_roberta_text_classifier import (

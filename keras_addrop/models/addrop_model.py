@@ -3,39 +3,10 @@ import keras_hub
 from keras import ops
 
 from keras_addrop.api_export import keras_addrop_export
-from keras_addrop.layers import ADDROP_ATTENTION
+from keras_addrop.models.attention_calls import find_attention_calls
 from keras_addrop.models.swap_attention import swap_attention
 from keras_addrop.train_step import ADDropTrainStep
 from keras_addrop.train_step import with_addrop_arguments
-
-
-def find_attention_layers(model):
-    """Every `ADDropAttention` in `model`, in layer order, depth first.
-
-    The order is that of `model.layers` (a functional model's execution
-    order) and, inside a layer, the order its sub-layers were assigned.
-    """
-    found, seen = [], set()
-
-    def visit(layer):
-        if id(layer) in seen:
-            return
-        seen.add(id(layer))
-        if isinstance(layer, ADDROP_ATTENTION):
-            found.append(layer)
-            return
-        if isinstance(layer, keras.Model):
-            children = layer.layers
-        else:
-            # `_layers` keeps assignment order; `_flatten_layers` would
-            # reverse siblings.
-            children = getattr(layer, "_layers", [])
-        for child in children:
-            visit(child)
-
-    for layer in model.layers:
-        visit(layer)
-    return found
 
 
 @keras_addrop_export("keras_addrop.models.ADDropModel")
@@ -55,10 +26,11 @@ class ADDropModel(ADDropTrainStep, keras.Model):
     classifiers. The model's outputs must be class logits (or one unit for
     regression); evaluation and prediction never apply AD-DROP.
 
-    Layer indices in `addrop_layers` count the model's `ADDropAttention`
-    layers in layer order (see `addrop_attention_layers`). AD-DROP masks are
-    defined for self-attention: each layer's queries and keys are the
-    positions of the padding-mask input.
+    Layer indices in `addrop_layers` count the calls of the model's
+    `ADDropAttention` layers in the order the forward pass makes them (see
+    `addrop_attention_calls`; a layer the graph calls twice counts twice).
+    AD-DROP masks are defined for self-attention: each layer's queries and
+    keys are the positions of the padding-mask input.
 
     Trains on the TensorFlow, JAX and PyTorch backends with the same AD-DROP
     (`keras_addrop.ADDropTrainStep`).
@@ -67,8 +39,10 @@ class ADDropModel(ADDropTrainStep, keras.Model):
         inputs: the functional inputs; one of them is the padding mask.
         outputs: the logits.
         padding_mask: str. The name of the input holding the padding mask
-            (`True` or 1 for real tokens), shape `(batch, length)`. Defaults
-            to `"padding_mask"`. Pass an all-ones mask if nothing is padded.
+            (`True` or nonzero for real tokens), shape `(batch, length)`.
+            Defaults to `"padding_mask"`. Pass an all-ones mask if nothing
+            is padded. For a backbone that pads with token id 0 and takes no
+            mask (RoFormer-v2), `"token_ids"`.
         {addrop_arguments}
         **kwargs: passed to `keras.Model` (`name`, ...).
 
@@ -107,21 +81,21 @@ class ADDropModel(ADDropTrainStep, keras.Model):
             )
         self._padding_mask_index = names.index(padding_mask)
 
-    def _addrop_all_attention_layers(self):
+    def _addrop_all_attention_calls(self):
         # A keras-hub backbone deserialises with stock attention, so the
         # swap (idempotent) happens wherever the layers are looked up,
         # construction and loading included, not once by the caller.
         for layer in self.layers:
             if isinstance(layer, keras_hub.models.Backbone):
                 swap_attention(layer)
-        layers = find_attention_layers(self)
-        if not layers:
+        calls = find_attention_calls(self)
+        if not calls:
             raise ValueError(
                 "`ADDropModel` needs at least one "
                 "`keras_addrop.layers.ADDropAttention` layer. Received: "
                 f"model with layers {[layer.name for layer in self.layers]}"
             )
-        return layers
+        return calls
 
     def _addrop_padding_mask(self, x):
         if isinstance(x, dict):

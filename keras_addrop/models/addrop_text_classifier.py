@@ -7,6 +7,7 @@ import keras_hub
 from keras_hub.src.utils import preset_utils
 
 from keras_addrop.api_export import keras_addrop_export
+from keras_addrop.models.attention_calls import find_attention_calls
 from keras_addrop.models.swap_attention import swap_attention
 from keras_addrop.train_step import ADDropTrainStep
 
@@ -39,7 +40,10 @@ def family_class(cls):
 
 def supported_families():
     """The supported families' names, e.g. "BERT, DistilBERT, ..."."""
-    return ", ".join(addrop._family for addrop in FAMILIES.values())
+    names = sorted(
+        (addrop._family for addrop in FAMILIES.values()), key=str.lower
+    )
+    return ", ".join(names)
 
 
 def stock_task_class(preset):
@@ -82,7 +86,9 @@ class ADDropTextClassifier(ADDropTrainStep):
     preset's task or backbone class and returns that family's AD-DROP
     classifier, an instance of the stock classifier class.
 
-    Families: BERT, DeBERTa-v3, DistilBERT, RoBERTa and XLM-RoBERTa.
+    Families: ALBERT, BERT, DeBERTa-v3, DistilBERT, RoBERTa, RoFormer-v2 and
+    XLM-RoBERTa (each with its own class, e.g.
+    `keras_addrop.models.ADDropAlbertTextClassifier`).
 
     Example:
 
@@ -97,6 +103,9 @@ class ADDropTextClassifier(ADDropTrainStep):
     _stock_cls = None
     # The family's name in messages.
     _family = None
+    # The names `backbone.enable_lora` needs, where keras-hub's default
+    # names match none of the family's layers.
+    _lora_layer_names = None
 
     def __init__(self, *args, **kwargs):
         swap_attention(kwargs["backbone"] if "backbone" in kwargs else args[0])
@@ -143,10 +152,15 @@ class ADDropTextClassifier(ADDropTrainStep):
         with open(os.path.join(preset_dir, ADDROP_CONFIG_FILE), "w") as f:
             f.write(json.dumps(self._addrop_config(), indent=4))
 
-    def _addrop_all_attention_layers(self):
+    def make_train_function(self, force=False):
+        _check_lora(self.backbone, self._lora_layer_names)
+        return super().make_train_function(force)
+
+    def _addrop_all_attention_calls(self):
         # Computed on demand: a list of sub-layers stored on the model would
         # be tracked and reorder `model.weights`.
-        return swap_attention(self.backbone)
+        swap_attention(self.backbone)
+        return find_attention_calls(self.backbone)
 
     @classmethod
     def from_preset(
@@ -234,6 +248,27 @@ class ADDropTextClassifier(ADDropTrainStep):
         # shared backbone onto itself.
         model.set_weights(task.get_weights())
         return model
+
+
+def _check_lora(backbone, names):
+    """Refuses to train a backbone where `enable_lora` adapted nothing.
+
+    `enable_lora` freezes every backbone weight and then adapts the layers
+    it finds by name; when no name matches (keras-hub's defaults on
+    RoFormer-v2), only the head would train, silently.
+    """
+    if getattr(backbone, "_lora_rank", None) is None:
+        return
+    if getattr(backbone, "_lora_enabled_layers", None):
+        return
+    hint = f" (for this family: {list(names)})" if names is not None else ""
+    raise ValueError(
+        f"`enable_lora` adapted no layer of this {type(backbone).__name__}: "
+        "its `target_layer_names` matched none of the backbone's layers, so "
+        "every backbone weight is frozen and only the head would train. "
+        "Pass the names of the attention's query and value projections"
+        f"{hint}. Received: target_layer_names that match no layer"
+    )
 
 
 def _stock_searches_skip_addrop_classes(list_subclasses):

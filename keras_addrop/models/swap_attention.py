@@ -7,11 +7,14 @@ def swap_attention(backbone):
 
     Works on every backbone whose `transformer_layers` are keras-hub
     `TransformerEncoder`s (BERT, RoBERTa, DistilBERT, ELECTRA, XLM-RoBERTa,
-    ...) and on DeBERTa-v3's disentangled-attention encoders. Each encoder's
-    built `keras.layers.MultiHeadAttention` becomes a
+    ALBERT's groups of shared encoders, ...), on DeBERTa-v3's
+    disentangled-attention encoders and on RoFormer-v2's rotary encoders.
+    Each encoder's built `keras.layers.MultiHeadAttention` becomes a
     `keras_addrop.layers.ADDropAttention` (DeBERTa-v3's
     `DisentangledSelfAttention` a
-    `keras_addrop.layers.ADDropDisentangledSelfAttention`) in place: the
+    `keras_addrop.layers.ADDropDisentangledSelfAttention`, RoFormer-v2's
+    `RoformerAttention` a `keras_addrop.layers.ADDropRoformerAttention`)
+    in place: the
     very same variables (names, paths, values, distribution placement), no
     new state, and outputs unchanged until an AD-DROP step masks them. The
     encoder looks its attention layer up when it is called, so the
@@ -27,13 +30,16 @@ def swap_attention(backbone):
             `keras_hub.models.BertBackbone`.
 
     Returns:
-        The list of AD-DROP attention layers, in layer order (index 0 is the
-        layer closest to the embeddings).
+        The list of AD-DROP attention layers, each once, in the order of
+        `transformer_layers` (index 0 is the layer closest to the
+        embeddings). A layer ALBERT shares between transformer layers
+        appears once; `keras_addrop.models.ADDropTextClassifier` counts its
+        calls.
 
     Raises:
         ValueError: if the backbone has no `transformer_layers` whose
-            self-attention is a stock `keras.layers.MultiHeadAttention` or
-            `DisentangledSelfAttention`.
+            self-attention is a stock `keras.layers.MultiHeadAttention`,
+            `DisentangledSelfAttention` or `RoformerAttention`.
 
     Example:
 
@@ -53,8 +59,8 @@ def swap_attention(backbone):
             f"Received: backbone={type(backbone).__name__}"
         )
     found = []
-    for encoder in encoders:
-        attention = getattr(encoder, "_self_attention_layer", None)
+    for encoder in _flat(encoders):
+        attention = _self_attention(encoder)
         kind = ATTENTION_KINDS.get(type(attention))
         if kind is None and not isinstance(attention, ADDROP_ATTENTION):
             if any(isinstance(attention, stock) for stock in ATTENTION_KINDS):
@@ -67,8 +73,9 @@ def swap_attention(backbone):
             raise ValueError(
                 "`swap_attention` supports encoders whose self-attention is "
                 "a `keras.layers.MultiHeadAttention` (keras-hub "
-                "`TransformerEncoder`) or DeBERTa-v3's "
-                "`DisentangledSelfAttention`. Received: backbone="
+                "`TransformerEncoder`), DeBERTa-v3's "
+                "`DisentangledSelfAttention` or RoFormer-v2's "
+                "`RoformerAttention`. Received: backbone="
                 f"{type(backbone).__name__} with encoder "
                 f"{type(encoder).__name__} ({encoder.name})"
             )
@@ -79,3 +86,22 @@ def swap_attention(backbone):
         if kind is not None:
             attention.__class__ = kind
     return [attention for attention, _ in found]
+
+
+def _flat(encoders):
+    # ALBERT lists its encoders per group: a list of lists.
+    for entry in encoders:
+        if isinstance(entry, (list, tuple)):
+            yield from _flat(entry)
+        else:
+            yield entry
+
+
+def _self_attention(encoder):
+    # keras-hub's `TransformerEncoder` and DeBERTa-v3's encoder hold it as
+    # `_self_attention_layer`, RoFormer-v2's as `attention_layer`.
+    for name in ("_self_attention_layer", "attention_layer"):
+        attention = getattr(encoder, name, None)
+        if attention is not None:
+            return attention
+    return None

@@ -9,6 +9,8 @@ from keras_addrop.layers.addrop_attention import CapturedAttention
 from tests.test_case import TestCase
 from tests.test_case import compile_for_test
 from tests.test_case import family_inputs
+from tests.test_case import logit_difference
+from tests.test_case import scaled_up_weights
 from tests.test_case import tiny_family_task
 from tests.test_case import to_numpy
 
@@ -17,13 +19,7 @@ pytestmark = pytest.mark.all_backends
 
 def deberta_classifier():
     keras.utils.set_random_seed(0)
-    model = tiny_family_task("deberta_v3", dropout=0.0)
-    # Larger weights than the initializers' 0.02: logits that depend on
-    # the attention weights enough for a finite difference to measure.
-    rng = np.random.default_rng(0)
-    for weight in model.weights:
-        weight.assign(rng.normal(0.0, 0.5, weight.shape).astype("float32"))
-    return model
+    return scaled_up_weights(tiny_family_task("deberta_v3", dropout=0.0))
 
 
 class ADDropDisentangledSelfAttentionTest(TestCase):
@@ -69,27 +65,13 @@ class ADDropDisentangledSelfAttentionTest(TestCase):
         attribution = keras_addrop.attribution.compute_attribution(
             model, x, y=y, layers=layers, labels="gold"
         )
-        epsilon = 1e-2
         # The last layer matters only through its first query (the head
         # reads the first token), so that layer's position is in row 0.
-        for index, (b, h, t, s) in ((0, (0, 1, 3, 4)), (1, (1, 0, 0, 5))):
-
-            def logit(delta):
-                def nudge(position, weights):
-                    if position != index:
-                        return weights
-                    bump = np.zeros(weights.shape, "float32")
-                    bump[b, h, t, s] = delta
-                    return weights + keras.ops.convert_to_tensor(bump)
-
-                captured = CapturedAttention(layers, transform=nudge)
-                with addrop_scope(capture=captured.functions):
-                    return float(to_numpy(model(x))[b, y[b]])
-
-            difference = (logit(epsilon) - logit(-epsilon)) / (2 * epsilon)
+        for index, position in ((0, (0, 1, 3, 4)), (1, (1, 0, 0, 5))):
+            difference = logit_difference(model, x, y, layers, index, position)
             self.assertGreater(abs(difference), 1e-4)
             self.assertAllClose(
-                to_numpy(attribution[index])[b, h, t, s],
+                to_numpy(attribution[index])[position],
                 difference,
                 atol=2e-5,
                 rtol=2e-2,

@@ -114,6 +114,19 @@ class FamiliesTest(TestCase):
         compile_for_test(model)
         history = model.fit(x, np.array([0, 2]), verbose=0)
         self.assertGreater(history.history["addrop_drop_fraction"][0], 0.0)
+        # The trained AD-DROP classifier's preset: stock keras-hub loads the
+        # stock class, AD-DROP its own with the settings.
+        trained = model.predict(x, verbose=0)
+        folder = self.get_temp_dir()
+        model.save_to_preset(folder)
+        stock = keras_hub.models.TextClassifier.from_preset(folder)
+        self.assertIs(type(stock), type(model)._stock_cls)
+        self.assertAllClose(stock.predict(x, verbose=0), trained, atol=1e-5)
+        restored = ADDropTextClassifier.from_preset(folder)
+        self.assertIs(type(restored), type(model))
+        self.assertEqual(restored.addrop_layers, "all")
+        self.assertEqual(restored.drop_rate, 0.5)
+        self.assertAllClose(restored.predict(x, verbose=0), trained, atol=1e-5)
 
     def test_a_family_without_an_addrop_classifier_is_refused_in_one_line(
         self,
@@ -124,7 +137,8 @@ class FamiliesTest(TestCase):
         with self.assertRaisesRegex(
             ValueError,
             r"^AD-DROP has no classifier for the FNet family; it supports "
-            r"BERT, DeBERTa-v3, DistilBERT, RoBERTa, XLM-RoBERTa\. "
+            r"ALBERT, BERT, DeBERTa-v3, DistilBERT, RoBERTa, RoFormer-v2, "
+            r"XLM-RoBERTa\. "
             r"Received: preset=",
         ):
             keras_addrop.models.ADDropTextClassifier.from_preset(folder)
@@ -189,13 +203,16 @@ class FamiliesTest(TestCase):
             candidate_ratio=0.5,
             drop_rate=0.5,
         )
-        model.backbone.enable_lora(2)
+        # keras-hub's default names, or the family's own where those match
+        # nothing (RoFormer-v2).
+        names = type(model)._lora_layer_names
+        model.backbone.enable_lora(2, target_layer_names=names)
         adapted = {
             w.path.split("/")[-2]
             for w in model.trainable_weights
             if "lora_kernel" in w.path
         }
-        self.assertEqual(adapted, {"query", "value"})
+        self.assertEqual(adapted, set(names or ("query", "value")))
         before = {w.path: to_numpy(w).copy() for w in model.weights}
         compile_for_test(model)
         x = family_inputs(model.backbone)
@@ -210,3 +227,35 @@ class FamiliesTest(TestCase):
         self.assertLessEqual(changed, trainable)
         for fraction in history.history["addrop_drop_fraction"]:
             self.assertAllClose(fraction, 0.25, atol=0.06)
+        # The adapter alone round-trips by keras-hub's own index scheme.
+        path = os.path.join(self.get_temp_dir(), "adapter.lora.h5")
+        model.backbone.save_lora_weights(path)
+        other = FAMILIES[type(stock)](
+            tiny_family_task(family, dropout=0.0).backbone,
+            num_classes=3,
+            preprocessor=None,
+            addrop_layers="all",
+        )
+        other.backbone.enable_lora(2, target_layer_names=names)
+        other.backbone.load_lora_weights(path)
+        lora = {w.path: to_numpy(w) for w in model.weights if "lora" in w.path}
+        for w in other.weights:
+            if "lora" in w.path:
+                self.assertAllEqual(to_numpy(w), lora[w.path])
+
+    def test_lora_that_adapts_no_layer_is_refused_before_training(self):
+        stock = tiny_family_task("roformer_v2")
+        model = keras_addrop.models.ADDropRoformerV2TextClassifier(
+            stock.backbone, num_classes=3, preprocessor=None
+        )
+        # keras-hub's default names: RoFormer-v2 has no `query` or `value`.
+        model.backbone.enable_lora(2)
+        compile_for_test(model)
+        with self.assertRaisesRegex(
+            ValueError,
+            r"`enable_lora` adapted no layer of this RoformerV2Backbone.*"
+            r"\['q_dense_layer', 'v_dense_layer'\]",
+        ):
+            model.fit(
+                family_inputs(model.backbone), np.array([0, 2]), verbose=0
+            )
