@@ -141,6 +141,43 @@ class CommandLineTest(_Fixtures):
         self.assertIn("train.csv:2: no column 'gold'", err)
         self.assertFalse(os.path.exists("x"))
 
+    def test_a_roformer_v2_preset_fine_tunes_with_either_head(self):
+        # A family with neither BERT's attention nor a padding-mask input.
+        tokenizer = keras_hub.models.RoformerV2Tokenizer(vocabulary=VOCABULARY)
+        classifier = keras_hub.models.RoformerV2TextClassifier(
+            keras_hub.models.RoformerV2Backbone(
+                vocabulary_size=len(VOCABULARY),
+                num_layers=2,
+                num_heads=2,
+                hidden_dim=8,
+                intermediate_dim=16,
+                head_size=4,
+            ),
+            num_classes=2,
+            preprocessor=keras_hub.models.RoformerV2TextClassifierPreprocessor(
+                tokenizer, sequence_length=16
+            ),
+        )
+        preset = os.path.join(self.get_temp_dir(), "roformer")
+        classifier.save_to_preset(preset)
+        options = [
+            option if option != self.preset else preset
+            for option in self.common
+        ]
+        for pooling in ("cls", "mean"):
+            output = os.path.join(self.get_temp_dir(), pooling)
+            code, _, err = run(
+                "finetune", *options, "--pooling", pooling,
+                "--candidate-ratio", "0.5", "--drop-rate", "0.5",
+                "--no-save-model", "--output", output,
+            )  # fmt: skip
+            self.assertEqual(code, 0, msg=err)
+            with open(os.path.join(output, "results.json")) as f:
+                result = json.load(f)
+            self.assertEqual(result["family"], "RoformerV2TextClassifier")
+            fractions = [e["addrop_drop_fraction"] for e in result["epochs"]]
+            self.assertGreater(fractions[1], 0.1)
+
     def test_stock_embedding_updates_flag_turns_the_row_merge_off(self):
         parser = build_parser()
         stock = ["--stock-embedding-updates"]

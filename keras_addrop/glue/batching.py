@@ -76,11 +76,22 @@ def _preprocess_all(dataset, preprocessor, labelled):
     if not xs:
         raise ValueError("The dataset to batch is empty.")
     x = {key: np.concatenate([part[key] for part in xs]) for key in xs[0]}
-    # int32 rather than bool: the backbones take int32 masks, and Keras'
-    # first-batch build under tf.distribute cannot average booleans.
-    x["padding_mask"] = x["padding_mask"].astype("int32")
+    if "padding_mask" in x:
+        # int32 rather than bool: the backbones take int32 masks, and Keras'
+        # first-batch build under tf.distribute cannot average booleans.
+        x["padding_mask"] = x["padding_mask"].astype("int32")
     y = np.concatenate(labels) if labelled else None
     return x, y
+
+
+def _lengths(x):
+    """Each example's length: up to its last real token, by the padding
+    mask or, for a preprocessor without one (RoFormer-v2's), by the rule of
+    its backbone that token id 0 is padding."""
+    real = x["padding_mask"] if "padding_mask" in x else x["token_ids"] != 0
+    real = np.asarray(real, bool)
+    last = real.shape[1] - np.argmax(real[:, ::-1], axis=1)
+    return np.where(real.any(axis=1), last, 0)
 
 
 def _usable_count(count, batch_size, batch_multiple):
@@ -171,7 +182,8 @@ def preprocessed_batches(
 
     Returns:
         A batched `tf.data.Dataset` of `(x, label)` (or `x`), `x` the dict
-        of `"token_ids"`, `"padding_mask"` (and `"segment_ids"` for BERT).
+        the preprocessor's outputs (`"token_ids"`, `"padding_mask"`, and
+        `"segment_ids"` for BERT).
 
     Raises:
         ValueError: if `initial_epoch` is not an int >= 0, if
@@ -203,8 +215,8 @@ def preprocessed_batches(
             f"batch_multiple={batch_multiple}"
         )
     x, y = _preprocess_all(dataset, preprocessor, labelled)
-    lengths = x["padding_mask"].sum(-1)
-    full_width = x["padding_mask"].shape[1]
+    lengths = _lengths(x)
+    full_width = x["token_ids"].shape[1]
     rng = np.random.default_rng(seed) if shuffle else None
 
     def order():

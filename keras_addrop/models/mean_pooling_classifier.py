@@ -24,6 +24,8 @@ def mean_pooling_classifier(
     classifiers. It takes preprocessed inputs (the backbone's dict of
     `token_ids`, `padding_mask`, ...); preprocess with the preset's
     preprocessor, e.g. `keras_hub.models.BertTextClassifierPreprocessor`.
+    A backbone without a `padding_mask` input (RoFormer-v2) pads with token
+    id 0, and the head follows that rule.
     The backbone's `[CLS]` pooler (BERT) is unused and gets no gradients
     (the train step keeps Keras from warning about it). It stays trainable
     so that saved optimizer states always match.
@@ -32,7 +34,9 @@ def mean_pooling_classifier(
 
     Args:
         backbone: a keras-hub encoder backbone with a `padding_mask` input
-            (`keras_hub.models.BertBackbone`, `RobertaBackbone`, ...).
+            (`keras_hub.models.BertBackbone`, `RobertaBackbone`, ...) or,
+            padding with token id 0, a `token_ids` input
+            (`keras_hub.models.RoformerV2Backbone`).
         num_classes: int. Number of classes; 1 for regression (STS-B).
         dropout: float. Dropout on the pooled output. Defaults to `0.1`.
         name: str. The model's name.
@@ -46,7 +50,8 @@ def mean_pooling_classifier(
 
     Raises:
         ValueError: for `num_classes` below 1, `dropout` outside [0, 1), a
-            backbone without a `padding_mask` input, or a bad AD-DROP option.
+            backbone with neither a `padding_mask` nor a `token_ids` input, or
+            a bad AD-DROP option.
 
     Example:
 
@@ -64,11 +69,19 @@ def mean_pooling_classifier(
     num_classes = validate_positive_int("num_classes", num_classes)
     dropout = validate_ratio("dropout", dropout, include_one=False)
     inputs = backbone.input
-    if not isinstance(inputs, dict) or "padding_mask" not in inputs:
+    if isinstance(inputs, dict) and "padding_mask" in inputs:
+        padding_mask = "padding_mask"
+        real = inputs["padding_mask"]
+    elif isinstance(inputs, dict) and "token_ids" in inputs:
+        # The rule of backbones without a padding-mask input (RoFormer-v2):
+        # token id 0 is padding. A nonzero token id reads as a true mask.
+        padding_mask = "token_ids"
+        real = keras.ops.not_equal(inputs["token_ids"], 0)
+    else:
         raise ValueError(
             "`mean_pooling_classifier` needs a backbone with a "
-            "`padding_mask` input. Received: backbone with inputs "
-            f"{inputs}"
+            "`padding_mask` or a `token_ids` input. Received: backbone with "
+            f"inputs {inputs}"
         )
     outputs = backbone(inputs)
     if isinstance(outputs, dict):
@@ -76,7 +89,7 @@ def mean_pooling_classifier(
     # Padding must not dilute the mean: the sentence encoders were trained
     # on the mean over real tokens only.
     pooled = keras.layers.GlobalAveragePooling1D(name="mean_pooling")(
-        outputs, mask=inputs["padding_mask"]
+        outputs, mask=real
     )
     pooled = keras.layers.Dropout(dropout, name="output_dropout")(pooled)
     logits = keras.layers.Dense(
@@ -84,4 +97,6 @@ def mean_pooling_classifier(
         kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
         name="logits",
     )(pooled)
-    return ADDropModel(inputs, logits, name=name, **kwargs)
+    return ADDropModel(
+        inputs, logits, padding_mask=padding_mask, name=name, **kwargs
+    )

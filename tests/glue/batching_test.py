@@ -146,6 +146,28 @@ class BatchingTest(TestCase):
         for label, (a, b) in outputs.items():
             self.assertAllClose(a, b, atol=1e-5)
 
+    def test_a_preprocessor_without_a_padding_mask_is_cut_at_token_id_0(
+        self,
+    ):
+        # RoFormer-v2's preprocessor gives no mask: its padding is id 0.
+        roformer = keras_hub.models.RoformerV2TextClassifierPreprocessor(
+            keras_hub.models.RoformerV2Tokenizer(vocabulary=VOCABULARY),
+            sequence_length=32,
+        )
+        bert_widths = sorted(
+            x["token_ids"].shape[1]
+            for x, _ in preprocessed_batches(self.dataset, preprocessor(), 8)
+        )
+        batches = preprocessed_batches(self.dataset, roformer, 8)
+        self.assertNotIn("padding_mask", next(iter(batches))[0])
+        widths = []
+        for x, _ in batches:
+            ids = x["token_ids"].numpy()
+            widths.append(ids.shape[1])
+            # Cut at the longest example: its last token is real.
+            self.assertTrue((ids[:, -1] != 0).any())
+        self.assertEqual(sorted(widths), bert_widths)
+
     def test_unlabelled_single_texts(self):
         dataset = tf.data.Dataset.from_tensor_slices(self.first)
         batches = preprocessed_batches(

@@ -4,11 +4,16 @@ import numpy as np
 import pytest
 from absl.testing import parameterized
 
+import keras_addrop
 from keras_addrop import swap_attention
 from keras_addrop.layers import ADDropAttention
 from keras_addrop.layers import addrop_scope
 from keras_addrop.models import ADDropRobertaTextClassifier
+from keras_addrop.models import mean_pooling_classifier
 from tests.test_case import TestCase
+from tests.test_case import compile_for_test
+from tests.test_case import logit_difference
+from tests.test_case import scaled_up_weights
 from tests.test_case import to_numpy
 
 pytestmark = pytest.mark.all_backends
@@ -88,6 +93,48 @@ class BackboneFamiliesTest(TestCase):
         )
         with self.assertRaisesRegex(ValueError, "backbone=FNetBackbone"):
             swap_attention(backbone)
+
+
+class ElectraTest(TestCase):
+    # ELECTRA stands for any backbone of `TransformerEncoder`s that has no
+    # AD-DROP classifier of its own: `swap_attention` under a head.
+    def test_an_electra_backbone_trains_with_addrop_end_to_end(self):
+        keras.utils.set_random_seed(0)
+        backbone = FAMILIES["electra"]()
+        x = inputs_for(backbone)
+        before = to_numpy(backbone(x)["sequence_output"])
+        model = mean_pooling_classifier(
+            backbone,
+            num_classes=3,
+            dropout=0.0,
+            addrop_layers="all",
+            candidate_ratio=0.5,
+            drop_rate=0.5,
+        )
+        self.assertLen(model.addrop_attention_layers, 2)
+        self.assertAllClose(backbone(x)["sequence_output"], before, atol=1e-6)
+        # Gradient attribution against a finite difference.
+        scaled_up_weights(model)
+        y = np.array([2, 0])
+        calls = model.addrop_attention_calls
+        attribution = keras_addrop.attribution.compute_attribution(
+            model, x, y=y, labels="gold"
+        )
+        for index, position in ((0, (0, 1, 3, 4)), (1, (1, 0, 2, 5))):
+            difference = logit_difference(model, x, y, calls, index, position)
+            self.assertGreater(abs(difference), 1e-4)
+            self.assertAllClose(
+                to_numpy(attribution[index])[position],
+                difference,
+                atol=2e-5,
+                rtol=2e-2,
+            )
+        compile_for_test(model)
+        history = model.fit(x, y, epochs=2, verbose=0)
+        for fraction in history.history["addrop_drop_fraction"]:
+            self.assertAllClose(fraction, 0.25, atol=0.08)
+        restored = self.run_model_saving_test(model, x)
+        self.assertEqual(restored.addrop_layers, "all")
 
 
 class ADDropRobertaTextClassifierTest(TestCase):

@@ -9,8 +9,10 @@ from keras_addrop.layers import ADDropAttention
 from keras_addrop.models import mean_pooling_classifier
 from tests.test_case import TestCase
 from tests.test_case import compile_for_test
+from tests.test_case import family_inputs
 from tests.test_case import tiny_backbone
 from tests.test_case import tiny_batch
+from tests.test_case import tiny_family_task
 from tests.test_case import to_numpy
 
 pytestmark = pytest.mark.all_backends
@@ -40,6 +42,22 @@ class MeanPoolingClassifierTest(TestCase):
         ).astype("int32")
         self.assertAllClose(
             model.predict_on_batch(noisy), model.predict_on_batch(self.x)
+        )
+
+    def test_a_backbone_without_a_mask_pools_its_nonzero_token_ids(self):
+        # RoFormer-v2 takes no padding mask: token id 0 is padding.
+        backbone = tiny_family_task("roformer_v2").backbone
+        model = mean_pooling_classifier(backbone, 3, dropout=0.0)
+        x = family_inputs(backbone)
+        self.assertEqual(model.padding_mask, "token_ids")
+        sequence = to_numpy(backbone(x))
+        mask = (x["token_ids"] != 0)[..., None]
+        mean = (sequence * mask).sum(1) / mask.sum(1)
+        dense = model.get_layer("logits")
+        expected = mean @ to_numpy(dense.kernel) + to_numpy(dense.bias)
+        self.assertAllClose(model.predict_on_batch(x), expected, atol=1e-5)
+        self.assertAllEqual(
+            to_numpy(model._addrop_bool_padding_mask(x)), mask[..., 0]
         )
 
     def test_trains_with_cross_tuning_and_reloads_with_addrop(self):
