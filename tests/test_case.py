@@ -382,6 +382,31 @@ class TestCase(parameterized.TestCase):
         for part in ("logs", "weights", "optimizer"):
             self.assertLessEqual(report[part], atol, msg=part)
 
+    def assertAttributionIsAFiniteDifference(
+        self, model, x, y, entries, positions, attribution=None
+    ):
+        """Gradient attribution (gold labels) of `entries` (layers or
+        `AttentionCall`s) equals, at each `(index, position)` of
+        `positions`, the finite difference of the gold logit in that entry's
+        attention weight. `attribution` defaults to `compute_attribution`
+        of `entries`."""
+        from keras_addrop.attribution import compute_attribution
+
+        if attribution is None:
+            attribution = compute_attribution(
+                model, x, y=y, layers=entries, labels="gold"
+            )
+        for index, position in positions:
+            difference = logit_difference(model, x, y, entries, index, position)
+            # A position the logit does not depend on would prove nothing.
+            self.assertGreater(abs(difference), 1e-4)
+            self.assertAllClose(
+                to_numpy(attribution[index])[position],
+                difference,
+                atol=2e-5,
+                rtol=2e-2,
+            )
+
     def assertWeightsClose(self, model1, model2, atol=1e-6):
         for w1, w2 in zip(model1.weights, model2.weights, strict=True):
             self.assertAllClose(w1, w2, atol=atol, rtol=0, msg=w1.path)

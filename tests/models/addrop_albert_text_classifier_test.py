@@ -9,7 +9,6 @@ from keras_addrop.layers.addrop_attention import CapturedAttention
 from tests.test_case import TestCase
 from tests.test_case import compile_for_test
 from tests.test_case import family_inputs
-from tests.test_case import logit_difference
 from tests.test_case import scaled_up_weights
 from tests.test_case import tiny_family_task
 from tests.test_case import to_numpy
@@ -95,15 +94,9 @@ class SharedAttentionTest(TestCase):
         self.assertGreater(np.abs(first - second).max(), 1e-3)
         # The [CLS] query: the only one of the last call that the head reads.
         position = (0, 1, 0, 4)
-        for index in (0, 1):
-            difference = logit_difference(model, x, y, calls, index, position)
-            self.assertGreater(abs(difference), 1e-4)
-            self.assertAllClose(
-                to_numpy(attribution[index])[position],
-                difference,
-                atol=2e-5,
-                rtol=2e-2,
-            )
+        self.assertAttributionIsAFiniteDifference(
+            model, x, y, calls, ((0, position), (1, position)), attribution
+        )
 
     def test_the_shared_layer_alone_is_refused_as_ambiguous(self):
         model = albert_classifier()
