@@ -1,4 +1,5 @@
 import keras
+import keras_hub
 import numpy as np
 import pytest
 
@@ -80,6 +81,33 @@ class SharedAttentionTest(TestCase):
         )
         with self.assertRaisesRegex(ValueError, "addrop_layers"):
             albert_classifier(addrop_layers=(2,))
+
+    def test_groups_give_their_calls_in_the_order_of_the_forward_pass(self):
+        keras.utils.set_random_seed(0)
+        backbone = keras_hub.models.AlbertBackbone(
+            vocabulary_size=20,
+            num_layers=4,
+            num_heads=2,
+            num_groups=2,
+            embedding_dim=8,
+            hidden_dim=8,
+            intermediate_dim=16,
+            max_sequence_length=12,
+        )
+        model = keras_addrop.models.ADDropAlbertTextClassifier(
+            backbone, num_classes=2, preprocessor=None, addrop_layers="all"
+        )
+        calls = model.addrop_attention_calls
+        first, second = {id(call.layer): call.layer for call in calls}.values()
+        self.assertEqual(
+            [(call.layer, call.index) for call in calls],
+            [(first, 0), (first, 1), (second, 0), (second, 1)],
+        )
+        # The forward pass makes each of these calls (a missing one fails).
+        attribution = keras_addrop.attribution.compute_attribution(
+            model, family_inputs(backbone)
+        )
+        self.assertLen(attribution, 4)
 
     def test_attribution_gives_each_call_its_own_finite_difference(self):
         model = albert_classifier()
