@@ -2,6 +2,7 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
+from absl.testing import parameterized
 
 import keras_addrop
 from keras_addrop.layers import AttentionCall
@@ -184,6 +185,33 @@ class SharedAttentionTest(TestCase):
         history = model.fit(x, np.array([2, 0]), epochs=3, verbose=0)
         for fraction in history.history["addrop_drop_fraction"]:
             self.assertAllClose(fraction, 0.25, atol=0.06)
+
+    @parameterized.named_parameters(
+        ("integrated_gradients", "integrated_gradients"),
+        ("attention", "attention"),
+        ("random", "random"),
+    )
+    def test_every_attribution_method_masks_every_call(self, method):
+        model = albert_classifier(
+            attribution=method, ig_steps=3, candidate_ratio=0.5, drop_rate=1.0
+        )
+        x = family_inputs(model.backbone)
+        calls = model.addrop_attention_calls
+        masks = model._addrop_keep_masks(
+            x, np.array([2, 0]), calls, model._addrop_bool_padding_mask(x)
+        )
+        self.assertLen(masks, 2)
+        for mask in masks:
+            # q = 1: every candidate is dropped; half of each real row (RD:
+            # each real key with probability one half).
+            dropped = ~to_numpy(mask)[0]
+            if method == "random":
+                self.assertAllClose(dropped.mean(), 0.5, atol=0.15)
+            else:
+                self.assertAllEqual(dropped.sum(-1), np.full((2, 10), 5))
+        compile_for_test(model)
+        history = model.fit(x, np.array([2, 0]), verbose=0)
+        self.assertGreater(history.history["addrop_drop_fraction"][0], 0.3)
 
     def test_a_mean_pooling_model_counts_the_calls_too(self):
         backbone = tiny_family_task("albert").backbone
