@@ -12,6 +12,7 @@ from keras_addrop.validation import validate_choice
 from keras_addrop.validation import validate_positive_int
 
 LABELS = ("pseudo", "gold")
+SCORES = ("logit", "log_probability")
 METHODS = ("gradient", "integrated_gradients", "attention", "random")
 
 # Under float16 the gradients w.r.t. attention weights underflow (most of
@@ -22,7 +23,9 @@ METHODS = ("gradient", "integrated_gradients", "attention", "random")
 FLOAT16_TARGET_SCALE = 1024.0
 
 
-def attribution_target(y_pred, y=None, labels="pseudo"):
+def attribution_target(
+    y_pred, y=None, labels="pseudo", sample_weight=None, score="logit"
+):
     """The scalar AD-DROP differentiates, in float32.
 
     Classification (`y_pred` of shape `(batch, classes)` with more than one
@@ -31,13 +34,36 @@ def attribution_target(y_pred, y=None, labels="pseudo"):
     (`labels="gold"`). Examples do not interact, so one gradient of the sum
     gives every example its own attribution.
 
+    Token classification (`y_pred` of shape `(batch, sequence, classes)`):
+    the same per token, summed over the tokens that count: those with
+    `sample_weight > 0` (never padding, special tokens or the non-first
+    pieces of a word), every token when `sample_weight` is `None`. Tokens
+    that do not count do not reach the target at all.
+
+    With `score="log_probability"` the picked value is the label's
+    log-probability (log-softmax) instead of its logit: the authors' choice
+    for NER, whose negative mean cross-entropy against the pseudo labels is
+    this sum up to a positive factor, so it ranks keys the same way.
+
     Regression (one output unit): there is no pseudo label; the target is
     minus the batch mean squared error against the gold score `y`, so the
     highest attribution marks the keys where more attention lowers the loss
     most.
+
+    Args:
+        y_pred: the model's logits.
+        y: gold labels (or scores), needed for `labels="gold"` and for
+            regression.
+        labels: `"pseudo"` or `"gold"`.
+        sample_weight: `None`, or per-token weights `(batch, sequence)` for
+            token-level outputs. Sentence-level targets do not read it.
+        score: `"logit"` (the paper's) or `"log_probability"`.
+
+    Returns:
+        A float32 scalar.
     """
     y_pred = ops.cast(y_pred, "float32")
-    if y_pred.shape[-1] == 1:
+    if y_pred.shape[-1] == 1 and len(y_pred.shape) == 2:
         if y is None:
             raise ValueError(
                 "A regression model (one output unit) has no pseudo label: "
@@ -46,6 +72,7 @@ def attribution_target(y_pred, y=None, labels="pseudo"):
             )
         error = ops.subtract(ops.squeeze(y_pred, -1), ops.cast(y, "float32"))
         return ops.negative(ops.mean(ops.square(error)))
+    token_level = len(y_pred.shape) == 3
     if labels == "pseudo":
         classes = ops.argmax(y_pred, axis=-1)
     else:
@@ -54,11 +81,34 @@ def attribution_target(y_pred, y=None, labels="pseudo"):
                 "`labels='gold'` differentiates the true class's logit, so "
                 "`y` is required. Received: y=None"
             )
-        classes = ops.reshape(ops.cast(y, "int32"), (-1,))
+        shape = ops.shape(y_pred)[:-1] if token_level else (-1,)
+        classes = ops.reshape(ops.cast(y, "int32"), shape)
+    counts = None
+    if token_level and sample_weight is not None:
+        counts = ops.greater(ops.cast(sample_weight, "float32"), 0.0)
+        # Tokens that do not count may carry any label (-100, ...).
+        classes = ops.where(counts, ops.cast(classes, "int32"), 0)
+    if score == "log_probability":
+        y_pred = ops.log_softmax(y_pred, axis=-1)
     picked = ops.take_along_axis(
         y_pred, ops.expand_dims(ops.cast(classes, "int32"), -1), axis=-1
     )
+    if counts is not None:
+        picked = ops.where(ops.expand_dims(counts, -1), picked, 0.0)
     return ops.sum(picked)
+
+
+def model_attribution_target(
+    model, x, y, y_pred, sample_weight=None, labels="pseudo"
+):
+    """The model's own target (`compute_attribution_target`, as the AD-DROP
+    models define it) or, for another model, `attribution_target`."""
+    compute = getattr(model, "compute_attribution_target", None)
+    if compute is None:
+        return attribution_target(y_pred, y, labels, sample_weight)
+    return compute(
+        x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, labels=labels
+    )
 
 
 def _target_scale(model):
@@ -100,14 +150,17 @@ def compute_attribution(
     ig_steps=20,
     ig_steps_per_pass=2,
     seed=None,
+    sample_weight=None,
 ):
     """Attribution of a model's predictions to its attention weights.
 
     `A_l` is layer `l`'s attention weights that multiply `V` (after the
     softmax and the attention dropout), shape `(batch, heads, query, key)`;
-    `s` is `keras_addrop.attribution.attribution_target`: the sum of the
-    logits of the pseudo (or gold) labels, or minus the batch mean squared
-    error for regression. Methods (the paper's Table 2):
+    `s` is the model's attribution target (`compute_attribution_target`
+    of an AD-DROP model, else `keras_addrop.attribution.attribution_target`):
+    the sum of the logits of the pseudo (or gold) labels, per example or,
+    for token-level outputs, per token that counts; minus the batch mean
+    squared error for regression. Methods (the paper's Table 2):
 
     - `"gradient"` (GA, the paper's default): `B_l = ds / dA_l`. Not
       multiplied by `A`, no absolute value: a large positive value marks a
@@ -161,6 +214,8 @@ def compute_attribution(
             length 128, ten copies exhausted 24 GiB). Defaults to 2.
         seed: seed of the `"random"` method (`None`, an int or a
             `keras.random.SeedGenerator`).
+        sample_weight: `None`, or the per-token weights of token-level
+            outputs: only tokens with weight above 0 reach the target.
 
     Returns:
         A list of float32 tensors of shape `(batch, heads, query, key)`, one
@@ -208,14 +263,23 @@ def compute_attribution(
         return [keras.random.uniform(ops.shape(w), seed=seed) for w in weights]
     if method == "integrated_gradients":
         return _integrated_gradients(
-            model, x, y, layers, labels, ig_steps, ig_steps_per_pass
+            model,
+            x,
+            y,
+            sample_weight,
+            layers,
+            labels,
+            ig_steps,
+            ig_steps_per_pass,
         )
     scale = _target_scale(model)
 
     def forward(capture, shapes_only=False):
         with addrop_scope(capture=capture):
             y_pred = model(x, training=training and not shapes_only)
-        target = attribution_target(y_pred, y, labels)
+        target = model_attribution_target(
+            model, x, y, y_pred, sample_weight, labels
+        )
         return ops.multiply(target, scale), y_pred
 
     gradients, _ = backend.gradients_of_captured(forward, layers)
@@ -229,11 +293,13 @@ def _attention_weights(model, x, layers, training):
     return captured.weights()
 
 
-def _integrated_gradients(model, x, y, layers, labels, steps, per_pass):
+def _integrated_gradients(
+    model, x, y, sample_weight, layers, labels, steps, per_pass
+):
     scale = _target_scale(model)
     batch_size = ops.shape(keras.tree.flatten(x)[0])[0]
     y_pred = model(x, training=False)
-    regression = y_pred.shape[-1] == 1
+    regression = y_pred.shape[-1] == 1 and len(y_pred.shape) == 2
     if regression:
         # Validated here so that the error names `y`, not a tiled copy.
         attribution_target(y_pred, y)
@@ -242,7 +308,8 @@ def _integrated_gradients(model, x, y, layers, labels, steps, per_pass):
         classes = ops.argmax(ops.cast(y_pred, "float32"), axis=-1)
     else:
         attribution_target(y_pred, y, labels)
-        classes = ops.reshape(ops.cast(y, "int32"), (-1,))
+        shape = ops.shape(y_pred)[:-1] if len(y_pred.shape) == 3 else (-1,)
+        classes = ops.reshape(ops.cast(y, "int32"), shape)
     alphas = [k / steps for k in range(1, steps + 1)]
     results = []
     previous = None
@@ -260,6 +327,11 @@ def _integrated_gradients(model, x, y, layers, labels, steps, per_pass):
             alpha = ops.repeat(ops.convert_to_tensor(chunk), batch_size)
             alpha = ops.reshape(alpha, (-1, 1, 1, 1))
             stacked_classes = ops.concatenate([classes] * copies, axis=0)
+            stacked_weight = (
+                None
+                if sample_weight is None
+                else ops.concatenate([sample_weight] * copies, axis=0)
+            )
 
             def forward(
                 capture,
@@ -267,6 +339,8 @@ def _integrated_gradients(model, x, y, layers, labels, steps, per_pass):
                 stacked=stacked,
                 alpha=alpha,
                 copies=copies,
+                stacked_classes=stacked_classes,
+                stacked_weight=stacked_weight,
             ):
                 watch = capture[layer]
                 # The weights at alpha = 1 are kept; the scaled ones are
@@ -277,15 +351,20 @@ def _integrated_gradients(model, x, y, layers, labels, steps, per_pass):
                 )
                 with addrop_scope(capture=unscaled.functions):
                     outputs = model(stacked, training=False)
+                # Pseudo labels were fixed above: every copy's target is
+                # its "gold" one.
+                target = model_attribution_target(
+                    model,
+                    stacked,
+                    stacked_classes,
+                    outputs,
+                    stacked_weight,
+                    "gold",
+                )
                 if regression:
                     # The mean over all copies, times their number: the sum
                     # of every copy's own batch-mean target.
-                    target = attribution_target(outputs, stacked_classes)
                     target = target * copies
-                else:
-                    target = attribution_target(
-                        outputs, stacked_classes, "gold"
-                    )
                 return ops.multiply(target, scale), unscaled.weights()[0]
 
             (gradient,), stacked_weights = backend.gradients_of_captured(

@@ -299,6 +299,14 @@ OPTIONS = (
         argument="attribution_labels",
     ),
     Option(
+        "attribution_score",
+        "What is attributed for each label: its logit (the paper's) or its "
+        "log-probability (the authors' NER code).",
+        MODEL,
+        default="logit",
+        choices=("logit", "log_probability"),
+    ),
+    Option(
         "drop_region",
         "Drop among the highest- or the lowest-attribution keys.",
         MODEL,

@@ -12,11 +12,14 @@ from keras.src.trainers.data_adapters import is_tf_dataset
 from keras_addrop import backend
 from keras_addrop.attribution import LABELS
 from keras_addrop.attribution import METHODS
+from keras_addrop.attribution import SCORES
+from keras_addrop.attribution import attribution_target
 from keras_addrop.attribution import compute_attribution
 from keras_addrop.layers.addrop_attention import addrop_scope
 from keras_addrop.ops.addrop_mask import addrop_mask
 from keras_addrop.ops.addrop_mask import keep_mask_from_candidates
 from keras_addrop.ops.addrop_mask import random_candidates
+from keras_addrop.ops.visibility import Visibility
 from keras_addrop.optimizers import merge_repeated_rows
 from keras_addrop.validation import invalid_argument
 from keras_addrop.validation import validate_bool
@@ -56,6 +59,10 @@ attribution: how positions are ranked (the paper's Table 2):
 attribution_labels: `"pseudo"` (the paper's choice: the argmax of the
     attribution pass) or `"gold"` (the true label's logit). Regression
     heads always use the gold score. Defaults to `"pseudo"`.
+attribution_score: what is differentiated for each label: `"logit"`
+    (the paper's, default) or `"log_probability"` (the log-softmax: the
+    authors' choice for NER). See
+    `keras_addrop.attribution.attribution_target`.
 drop_region: `"high"` (default) drops among the highest-attribution
     keys; `"low"` among the lowest (the paper's prior experiment,
     Fig. 2).
@@ -131,6 +138,14 @@ class ADDropTrainStep(backend.KerasTrainerFixes):
     keyword-only constructor arguments (validated, and serialized by
     `get_config`) and passes everything else on to the base class.
 
+    Two hooks make a task type: `compute_attribution_target(...)`, the
+    scalar the attribution differentiates (by default
+    `keras_addrop.attribution.attribution_target`: per example for
+    sentence outputs, per token that counts for token-level outputs), and
+    `_addrop_visibilities(x, calls)`, which (query, key) pairs each
+    selected call has (a `keras_addrop.ops.Visibility` per call; by default
+    self-attention over the padding mask).
+
     One step, when AD-DROP is on:
     1. pass 1 (attribution): forward in training mode and one gradient call
        for the attribution of every selected layer
@@ -175,6 +190,7 @@ class ADDropTrainStep(backend.KerasTrainerFixes):
         addrop_layers=(0,),
         attribution="gradient",
         attribution_labels="pseudo",
+        attribution_score="logit",
         drop_region="high",
         ig_steps=20,
         seed=None,
@@ -191,6 +207,9 @@ class ADDropTrainStep(backend.KerasTrainerFixes):
         self.attribution = validate_choice("attribution", attribution, METHODS)
         self.attribution_labels = validate_choice(
             "attribution_labels", attribution_labels, LABELS
+        )
+        self.attribution_score = validate_choice(
+            "attribution_score", attribution_score, SCORES
         )
         self.drop_region = validate_choice(
             "drop_region", drop_region, DROP_REGIONS
@@ -227,6 +246,7 @@ class ADDropTrainStep(backend.KerasTrainerFixes):
             ),
             "attribution": self.attribution,
             "attribution_labels": self.attribution_labels,
+            "attribution_score": self.attribution_score,
             "drop_region": self.drop_region,
             "ig_steps": self.ig_steps,
             "seed": self.seed,
@@ -298,9 +318,9 @@ class ADDropTrainStep(backend.KerasTrainerFixes):
         pass 2.
         """
         state, data = backend.step_arguments(args)
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         layers = self.addrop_attention_calls
-        padding_mask = self._addrop_bool_padding_mask(x)
+        visibilities = self._addrop_visibilities(x, layers)
 
         def training_pass(state):
             return backend.training_pass(
@@ -313,12 +333,14 @@ class ADDropTrainStep(backend.KerasTrainerFixes):
             keep_masks, state = backend.with_state(
                 self,
                 state,
-                lambda: self._addrop_keep_masks(x, y, layers, padding_mask),
+                lambda: self._addrop_keep_masks(
+                    x, y, sample_weight, layers, visibilities
+                ),
             )
             # 3. Training pass, the masks in the selected layers.
             with addrop_scope(keep_masks=dict(zip(layers, keep_masks))):
                 outputs, state = training_pass(state)
-            return outputs, state, dropped_pairs(padding_mask, keep_masks)
+            return outputs, state, dropped_pairs(visibilities, keep_masks)
 
         def plain_phase(state):
             # 3 alone: Keras' stock step.
@@ -331,9 +353,9 @@ class ADDropTrainStep(backend.KerasTrainerFixes):
             )
             logs, state = backend.finish_step(self, state, data, outputs)
 
-        # 4. The drop fraction, weighted by the step's real pairs.
+        # 4. The drop fraction, weighted by the step's visible pairs.
         def update_drop_fraction():
-            real = real_pairs(padding_mask, layers)
+            real = real_pairs(visibilities, layers)
             self._addrop_drop_fraction.update_state(
                 dropped / ops.maximum(real, 1.0), sample_weight=real
             )
@@ -359,20 +381,56 @@ class ADDropTrainStep(backend.KerasTrainerFixes):
     def _addrop_bool_padding_mask(self, x):
         return ops.cast(self._addrop_padding_mask(x), "bool")
 
-    def _addrop_keep_masks(self, x, y, layers, padding_mask):
+    def _addrop_visibilities(self, x, calls):
+        """The (query, key) pairs of each of `calls` that exist, as
+        `keras_addrop.ops.Visibility`s: self-attention over the padding
+        mask for every call, unless a task type says otherwise."""
+        visibility = Visibility(self._addrop_bool_padding_mask(x))
+        return [visibility] * len(calls)
+
+    def compute_attribution_target(
+        self, x=None, y=None, y_pred=None, sample_weight=None, labels="pseudo"
+    ):
+        """The float32 scalar whose gradient is the attribution.
+
+        Called by the attribution pass (and by
+        `keras_addrop.attribution.compute_attribution`) with the batch and
+        the pass's outputs, as Keras calls `compute_loss`. The default is
+        `keras_addrop.attribution.attribution_target` with the model's
+        `attribution_score`; a task type overrides it to differentiate
+        something else.
+
+        Args:
+            x: the inputs.
+            y: the gold labels, or the pseudo labels fixed beforehand (IGA).
+            y_pred: the outputs of the attribution pass.
+            sample_weight: the batch's sample weights (per token for
+                token-level tasks), or `None`.
+            labels: `"pseudo"` or `"gold"`.
+
+        Returns:
+            A float32 scalar tensor.
+        """
+        del x  # The default target reads the outputs only.
+        return attribution_target(
+            y_pred, y, labels, sample_weight, score=self.attribution_score
+        )
+
+    def _addrop_keep_masks(self, x, y, sample_weight, layers, visibilities):
         seed = self._addrop_seed_generator
         if self.attribution == "random":
             # RD needs no attribution pass: candidates are drawn directly.
-            batch, length = ops.shape(padding_mask)[:2]
             masks = []
-            for layer in layers:
-                shape = (batch, layer.num_heads, length, length)
+            for layer, visibility in zip(layers, visibilities):
+                batch, queries = ops.shape(visibility.query_mask)[:2]
+                keys = ops.shape(visibility.key_mask)[1]
+                shape = (batch, layer.num_heads, queries, keys)
                 candidates, last = random_candidates(
-                    padding_mask, shape, self.candidate_ratio, seed=seed
+                    visibility, shape, self.candidate_ratio, seed=seed
                 )
                 masks.append(
                     keep_mask_from_candidates(
-                        candidates, last, padding_mask, self.drop_rate, seed
+                        candidates, last, visibility, self.drop_rate, seed
                     )
                 )
             return masks
@@ -385,6 +443,7 @@ class ADDropTrainStep(backend.KerasTrainerFixes):
             training=True,
             method=self.attribution,
             ig_steps=self.ig_steps,
+            sample_weight=sample_weight,
         )
         if self.drop_region == "low":
             # The lowest-attribution keys become the candidates.
@@ -392,12 +451,12 @@ class ADDropTrainStep(backend.KerasTrainerFixes):
         return [
             addrop_mask(
                 attribution,
-                padding_mask,
+                visibility,
                 self.candidate_ratio,
                 self.drop_rate,
                 seed=seed,
             )
-            for attribution in attributions
+            for attribution, visibility in zip(attributions, visibilities)
         ]
 
     @contextlib.contextmanager
@@ -410,24 +469,22 @@ class ADDropTrainStep(backend.KerasTrainerFixes):
             yield
 
 
-def dropped_pairs(padding_mask, keep_masks):
-    """How many real (query, key) pairs `keep_masks` drop, all heads."""
-    real_query = padding_mask[:, None, :, None]
-    real_pair = ops.logical_and(real_query, padding_mask[:, None, None, :])
+def dropped_pairs(visibilities, keep_masks):
+    """How many visible (query, key) pairs `keep_masks` drop, all heads."""
     return sum(
         ops.sum(
             ops.cast(
-                ops.logical_and(real_pair, ops.logical_not(keep)),
+                ops.logical_and(visibility.pairs(), ops.logical_not(keep)),
                 "float32",
             )
         )
-        for keep in keep_masks
+        for visibility, keep in zip(visibilities, keep_masks)
     )
 
 
-def real_pairs(padding_mask, layers):
-    """Real (query, key) pairs of `layers`, over all their heads."""
-    real = ops.cast(padding_mask, "float32")
-    return ops.sum(ops.square(ops.sum(real, axis=-1))) * sum(
-        layer.num_heads for layer in layers
+def real_pairs(visibilities, layers):
+    """Visible (query, key) pairs of `layers`, over all their heads."""
+    return sum(
+        visibility.count() * layer.num_heads
+        for visibility, layer in zip(visibilities, layers)
     )

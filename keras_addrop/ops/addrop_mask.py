@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_addrop import backend
+from keras_addrop.ops.visibility import as_visibility
 from keras_addrop.validation import validate_ratio
 
 # Ratios are read as fractions with at most this denominator (0.3 is 3/10),
@@ -37,41 +38,51 @@ def _static_candidate_count(num_real, candidate_ratio):
     return -(-num_real * numerator // denominator)
 
 
-def _key_and_query_masks(padding_mask):
-    real = ops.cast(padding_mask, "bool")
-    # [B, 1, 1, S] for keys and [B, 1, T, 1] for queries (self-attention).
-    return real[:, None, None, :], real[:, None, :, None]
-
-
-def _check_shapes(attribution, padding_mask):
+def _check_shapes(attribution, visibility):
     shape = tuple(ops.shape(attribution))
-    mask_shape = tuple(ops.shape(padding_mask))
-    static = [d if isinstance(d, int) else None for d in shape + mask_shape]
-    batch, _, query, key, mask_batch, mask_key = (static + [None] * 6)[:6]
+    query_shape = tuple(ops.shape(visibility.query_mask))
+    key_shape = tuple(ops.shape(visibility.key_mask))
+    static = [
+        d if isinstance(d, int) else None
+        for d in shape + query_shape + key_shape
+    ]
+    if len(shape) != 4 or len(query_shape) != 2 or len(key_shape) != 2:
+        static = [None] * 8
+    batch, _, query, key, query_batch, mask_query, key_batch, mask_key = (
+        static + [None] * 8
+    )[:8]
 
     def differ(a, b):
         return a is not None and b is not None and a != b
 
     if (
         len(shape) != 4
-        or len(mask_shape) != 2
-        or differ(query, key)
+        or len(query_shape) != 2
+        or len(key_shape) != 2
+        or differ(query, mask_query)
         or differ(key, mask_key)
-        or differ(batch, mask_batch)
+        or differ(batch, query_batch)
+        or differ(batch, key_batch)
     ):
+        masks = (
+            f"padding_mask.shape={query_shape}"
+            if visibility.self_attention
+            else f"query_mask.shape={query_shape}, key_mask.shape={key_shape}"
+        )
         raise ValueError(
-            "`addrop_mask` expects a self-attention `attribution` of shape "
-            "(batch, heads, length, length) and a `padding_mask` of shape "
-            f"(batch, length). Received: attribution.shape={shape}, "
-            f"padding_mask.shape={mask_shape}"
+            "`addrop_mask` expects an `attribution` of shape (batch, heads, "
+            "query, key) and masks of shape (batch, query) and (batch, key) "
+            "(one padding mask of shape (batch, length) for self-attention). "
+            f"Received: attribution.shape={shape}, {masks}"
         )
 
 
-def top_candidates(attribution, padding_mask, candidate_ratio):
+def top_candidates(attribution, visibility, candidate_ratio):
     """The candidate discard region of AD-DROP.
 
-    For every query row, the `ceil(candidate_ratio * n)` real keys with the
-    highest attribution, `n` being the number of real keys of the example.
+    For every query row, the `ceil(candidate_ratio * n)` visible keys with
+    the highest attribution, `n` being the number of keys the row sees (the
+    example's real keys in self-attention over padding).
     Ties are broken by position (the earlier key wins), so the selection is
     deterministic and holds exactly that many keys. The region agrees with
     a full sort of each row; it is found with a top-k over the largest
@@ -79,20 +90,22 @@ def top_candidates(attribution, padding_mask, candidate_ratio):
 
     Args:
         attribution: float tensor `(batch, heads, query, key)`.
-        padding_mask: tensor `(batch, key)`, true (or 1) for real tokens.
+        visibility: a `keras_addrop.ops.Visibility`, or a padding mask
+            `(batch, key)` (true or 1 for real tokens) for self-attention.
         candidate_ratio: float in [0, 1], `p` in the paper.
 
     Returns:
         A tuple `(candidates, last_candidate)` of boolean tensors shaped like
         `attribution`: the region, and the lowest-ranked key in it (the one
-        kept when a row would otherwise lose every real key).
+        kept when a row would otherwise lose every visible key).
     """
-    real_key, _ = _key_and_query_masks(padding_mask)
+    real_key = as_visibility(visibility).keys()
     num_real = ops.sum(ops.cast(real_key, "int32"), axis=-1, keepdims=True)
-    k = candidate_count(num_real, candidate_ratio)  # [B, 1, 1, 1]
+    # [B, 1, 1, 1], or [B, 1, T, 1] where rows see different keys.
+    k = candidate_count(num_real, candidate_ratio)
 
     # Non-finite attributions (an overflowed float16 gradient) are clipped
-    # to the finite range, and padding ranks below every real key.
+    # to the finite range, and unseen keys rank below every visible one.
     scores = ops.nan_to_num(ops.cast(attribution, "float32"))
     scores = ops.where(real_key, scores, float("-inf"))
 
@@ -129,15 +142,16 @@ def top_candidates(attribution, padding_mask, candidate_ratio):
     return candidates, last_candidate
 
 
-def random_candidates(padding_mask, shape, candidate_ratio, seed=None):
+def random_candidates(visibility, shape, candidate_ratio, seed=None):
     """The candidate region of AD-DROP's random ablation (RD).
 
-    Every real key of every row is a candidate independently with
+    Every visible key of every row is a candidate independently with
     probability `candidate_ratio`; no ranking. The key kept when a row would
-    lose all of its real keys is the first real one.
+    lose all of its visible keys is the first visible one.
 
     Args:
-        padding_mask: tensor `(batch, key)`, true (or 1) for real tokens.
+        visibility: a `keras_addrop.ops.Visibility`, or a padding mask
+            `(batch, key)` for self-attention.
         shape: the mask shape `(batch, heads, query, key)`.
         candidate_ratio: float in [0, 1], `p`.
         seed: as for `keras.random.uniform`.
@@ -145,7 +159,7 @@ def random_candidates(padding_mask, shape, candidate_ratio, seed=None):
     Returns:
         A tuple `(candidates, last_candidate)` of boolean tensors of `shape`.
     """
-    real_key, _ = _key_and_query_masks(padding_mask)
+    real_key = as_visibility(visibility).keys()
     uniform = keras.random.uniform(shape, seed=seed)
     candidates = ops.logical_and(ops.less(uniform, candidate_ratio), real_key)
     first_real = ops.equal(ops.cumsum(ops.cast(real_key, "int32"), axis=-1), 1)
@@ -156,14 +170,16 @@ def random_candidates(padding_mask, shape, candidate_ratio, seed=None):
 
 
 def keep_mask_from_candidates(
-    candidates, last_candidate, padding_mask, drop_rate, seed=None
+    candidates, last_candidate, visibility, drop_rate, seed=None
 ):
     """Drops each candidate with probability `drop_rate` (`q`).
 
-    Padding keys are never kept, query rows that are padding lose nothing,
-    and a row whose real keys would all be dropped keeps `last_candidate`.
+    Keys a row does not see are never kept, query rows that are padding
+    lose nothing, and a row whose visible keys would all be dropped keeps
+    `last_candidate`.
     """
-    real_key, real_query = _key_and_query_masks(padding_mask)
+    visibility = as_visibility(visibility)
+    real_key, real_query = visibility.keys(), visibility.queries()
     uniform = keras.random.uniform(ops.shape(candidates), seed=seed)
     drop = ops.logical_and(candidates, ops.less(uniform, drop_rate))
     drop = ops.logical_and(drop, real_query)
@@ -172,19 +188,21 @@ def keep_mask_from_candidates(
     return ops.logical_or(keep, ops.logical_and(emptied, last_candidate))
 
 
-def addrop_mask(
-    attribution, padding_mask, candidate_ratio, drop_rate, seed=None
-):
-    """The AD-DROP keep mask of one layer, from its attribution.
+def addrop_mask(attribution, visibility, candidate_ratio, drop_rate, seed=None):
+    """The AD-DROP keep mask of one attention call, from its attribution.
 
     For every real query row `(b, h, t)` of `attribution`, the top
-    `ceil(p * n)` of the `n` real keys of example `b` by attribution form the
-    candidate discard region (rank-based; ties go to the earlier key). Each
-    candidate is dropped independently with probability `q`, so a row loses
-    about `p * q` of its keys. Padding keys are never kept, padding query
-    rows lose nothing, and a row never loses all of its real keys: if every
-    real key was dropped (possible only when all are candidates), the
-    lowest-ranked candidate is kept.
+    `ceil(p * n)` of the `n` keys the row sees, by attribution, form the
+    candidate discard region (rank-based; ties go to the earlier key). In
+    self-attention over padding (`visibility` a padding mask) a row sees the
+    example's real keys; `keras_addrop.ops.Visibility` also describes causal
+    rows (only the keys up to the query's position) and cross-attention
+    (target queries, source keys). Each candidate is dropped independently
+    with probability `q`, so a row loses about `p * q` of its keys. Keys a
+    row does not see are never kept, padding query rows lose nothing, and a
+    row never loses all of its visible keys: if every one was dropped
+    (possible only when all are candidates), the lowest-ranked candidate is
+    kept.
 
     Pure `keras.ops`, static shapes: it runs eagerly, in `tf.function` and
     under XLA.
@@ -195,8 +213,9 @@ def addrop_mask(
     Args:
         attribution: float tensor of shape `(batch, heads, query, key)`.
             Larger means more important: those keys are dropped first.
-        padding_mask: tensor of shape `(batch, key)`, true (or 1) for real
-            tokens. The query axis uses the same mask (self-attention).
+        visibility: a `keras_addrop.ops.Visibility`, or a padding mask of
+            shape `(batch, length)` (true or 1 for real tokens), which is
+            self-attention over it: `Visibility(padding_mask)`.
         candidate_ratio: float in [0, 1]. `p` in the paper: the share of each
             row's real keys that are candidates for dropping.
         drop_rate: float in [0, 1]. `q` in the paper: the probability of
@@ -211,7 +230,7 @@ def addrop_mask(
 
     Raises:
         ValueError: if `candidate_ratio` or `drop_rate` is not a float in
-            [0, 1].
+            [0, 1], or the masks' shapes do not fit the attribution's.
 
     Example:
 
@@ -225,10 +244,11 @@ def addrop_mask(
     """
     candidate_ratio = validate_ratio("candidate_ratio", candidate_ratio)
     drop_rate = validate_ratio("drop_rate", drop_rate)
-    _check_shapes(attribution, padding_mask)
+    visibility = as_visibility(visibility)
+    _check_shapes(attribution, visibility)
     candidates, last_candidate = top_candidates(
-        attribution, padding_mask, candidate_ratio
+        attribution, visibility, candidate_ratio
     )
     return keep_mask_from_candidates(
-        candidates, last_candidate, padding_mask, drop_rate, seed=seed
+        candidates, last_candidate, visibility, drop_rate, seed=seed
     )

@@ -165,7 +165,7 @@ class SharedAttentionTest(TestCase):
         first, second = (
             to_numpy(mask)
             for mask in model._addrop_keep_masks(
-                x, None, calls, model._addrop_bool_padding_mask(x)
+                x, None, None, calls, model._addrop_visibilities(x, calls)
             )
         )
         padding = x["padding_mask"]
@@ -198,7 +198,11 @@ class SharedAttentionTest(TestCase):
         x = family_inputs(model.backbone)
         calls = model.addrop_attention_calls
         masks = model._addrop_keep_masks(
-            x, np.array([2, 0]), calls, model._addrop_bool_padding_mask(x)
+            x,
+            np.array([2, 0]),
+            None,
+            calls,
+            model._addrop_visibilities(x, calls),
         )
         self.assertLen(masks, 2)
         for mask in masks:

@@ -18,9 +18,13 @@ class ADDropVariantsTest(TestCase):
         self.x, self.y = tiny_batch(batch_size=8, seq_len=10)
 
     def keep_masks(self, model):
-        padding = keras.ops.convert_to_tensor(self.x["padding_mask"])
+        calls = model.addrop_attention_calls
         return model._addrop_keep_masks(
-            self.x, self.y, model.addrop_attention_layers, padding
+            self.x,
+            self.y,
+            None,
+            calls,
+            model._addrop_visibilities(self.x, calls),
         )
 
     def test_drop_low_drops_the_lowest_attribution_keys(self):

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
+from keras_addrop.ops import Visibility
 from keras_addrop.ops import addrop_mask
 from keras_addrop.ops.addrop_mask import candidate_count
 from keras_addrop.ops.addrop_mask import top_candidates
@@ -242,3 +243,85 @@ class AddropMaskTest(TestCase):
             addrop_mask(attribution, padding, value, 0.3)
         with self.assertRaisesRegex(ValueError, "Received: drop_rate="):
             addrop_mask(attribution, padding, 0.3, value)
+
+
+class VisibilityTest(TestCase):
+    def test_a_padding_mask_is_self_attention_visibility_bit_for_bit(self):
+        rng = np.random.default_rng(5)
+        attribution = rng.integers(0, 3, (3, 2, 8, 8)).astype("float32")
+        padding = np.arange(8)[None, :] < np.array([[8], [5], [1]])
+        for p, q in ((0.3, 1.0), (0.5, 0.5), (1.0, 1.0)):
+            self.assertAllEqual(
+                addrop_mask(attribution, padding, p, q, seed=3),
+                addrop_mask(attribution, Visibility(padding), p, q, seed=3),
+            )
+
+    def test_causal_row_zero_keeps_its_only_key(self):
+        attribution = np.ones((2, 2, 5, 5), "float32")
+        padding = np.array([[1] * 5, [1, 1, 1, 0, 0]], bool)
+        causal = Visibility(padding, causal=True)
+        keep = to_numpy(addrop_mask(attribution, causal, 1.0, 1.0, seed=0))
+        self.assertAllEqual(keep[:, :, 0], [[[1, 0, 0, 0, 0]] * 2] * 2)
+        # Every real row keeps exactly one of its visible keys.
+        self.assertAllEqual(keep[0].sum(-1), 1)
+        self.assertAllEqual(keep[1, :, :3].sum(-1), 1)
+
+    def test_causal_future_keys_are_never_candidates(self):
+        rng = np.random.default_rng(6)
+        attribution = rng.normal(size=(2, 3, 7, 7)).astype("float32")
+        # The future gets the highest attribution: a rule that looked at
+        # it would pick it first.
+        attribution += 100.0 * np.triu(np.ones((7, 7)), 1)
+        padding = np.array([[1] * 7, [1] * 4 + [0] * 3], bool)
+        causal = Visibility(padding, causal=True)
+        for p in (0.3, 0.5, 1.0):
+            candidates, _ = top_candidates(attribution, causal, p)
+            candidates = to_numpy(candidates)
+            future = np.triu(np.ones((7, 7), bool), 1)
+            self.assertFalse(np.any(candidates & future))
+            # Row t of a real query sees min(t + 1, n) keys.
+            for b, n in enumerate(padding.sum(-1)):
+                for t in range(n):
+                    seen = min(t + 1, n)
+                    self.assertAllEqual(
+                        candidates[b, :, t].sum(-1), expected_count(p, seen)
+                    )
+            keep = to_numpy(addrop_mask(attribution, causal, p, 1.0, seed=1))
+            self.assertFalse(np.any(keep & future))
+
+    def test_cross_attention_ranks_source_keys_for_target_queries(self):
+        rng = np.random.default_rng(7)
+        attribution = rng.normal(size=(2, 2, 3, 6)).astype("float32")
+        target = np.array([[1, 1, 1], [1, 1, 0]], bool)
+        source = np.array([[1] * 6, [1, 1, 1, 1, 0, 0]], bool)
+        cross = Visibility(target, key_mask=source)
+        candidates, _ = top_candidates(attribution, cross, 0.5)
+        candidates = to_numpy(candidates)
+        self.assertAllEqual(candidates[0].sum(-1), 3)
+        self.assertAllEqual(candidates[1].sum(-1), 2)
+        self.assertFalse(np.any(candidates[1, ..., 4:]))
+        keep = to_numpy(addrop_mask(attribution, cross, 0.5, 1.0, seed=0))
+        self.assertEqual(keep.shape, (2, 2, 3, 6))
+        # The padded target row loses nothing: it keeps the real sources.
+        self.assertAllEqual(keep[1, :, 2], [[1, 1, 1, 1, 0, 0]] * 2)
+        self.assertAllEqual((~keep[0]).sum(-1), 3)
+
+    def test_pair_counts_count_visible_pairs_only(self):
+        padding = np.array([[1, 1, 1, 1], [1, 1, 0, 0]], bool)
+        self.assertEqual(float(to_numpy(Visibility(padding).count())), 20.0)
+        causal = Visibility(padding, causal=True)
+        self.assertEqual(float(to_numpy(causal.count())), 10.0 + 3.0)
+        source = np.array([[1, 1, 1], [1, 0, 0]], bool)
+        cross = Visibility(padding, key_mask=source)
+        self.assertEqual(float(to_numpy(cross.count())), 4 * 3 + 2 * 1)
+
+    def test_cross_attention_shapes_are_checked(self):
+        target = np.ones((1, 3), bool)
+        source = np.ones((1, 5), bool)
+        with self.assertRaisesRegex(ValueError, "key_mask.shape=\\(1, 5\\)"):
+            addrop_mask(
+                np.zeros((1, 1, 3, 4)),
+                Visibility(target, key_mask=source),
+                0.3,
+                0.3,
+            )

@@ -1,0 +1,217 @@
+"""What every AD-DROP task shares, whatever its outputs."""
+
+import functools
+import json
+import os
+
+import keras
+from keras_hub.src.utils import preset_utils
+
+from keras_addrop.models.attention_calls import find_attention_calls
+from keras_addrop.models.swap_attention import swap_attention
+from keras_addrop.train_step import ADDropTrainStep
+
+ADDROP_ARGUMENTS = (
+    "candidate_ratio",
+    "drop_rate",
+    "addrop_layers",
+    "attribution",
+    "attribution_labels",
+    "attribution_score",
+    "drop_region",
+    "ig_steps",
+    "seed",
+    "merge_repeated_rows",
+)
+
+# In a preset written by an AD-DROP task: its AD-DROP settings, beside the
+# files that keras-hub writes for the task.
+ADDROP_CONFIG_FILE = "addrop.json"
+
+# Per task type (a direct subclass of `ADDropTask`): the keras-hub class a
+# preset resolves to (a stock task, or a backbone where keras-hub has no
+# task) -> the AD-DROP task class for it.
+_FAMILIES = {}
+
+
+def task_families(task_type):
+    """The family table of one task type: a dict from the keras-hub class a
+    preset resolves to (the stock task class, or the backbone class where
+    keras-hub has no task) to the AD-DROP class."""
+    return _FAMILIES.setdefault(task_type, {})
+
+
+def family_class(cls):
+    """Registers an AD-DROP task class as its stock class's family member,
+    in its task type's table."""
+    task_families(cls.task_type())[cls._stock_cls] = cls
+    return cls
+
+
+def family_names(task_type, names=None):
+    """The names of the families a task type supports, e.g. "BERT, ...":
+    the classes' `_family`, or `names` (key class -> name) where one class
+    serves several families."""
+    table = task_families(task_type)
+    found = (
+        names[key] if names is not None else cls._family
+        for key, cls in table.items()
+    )
+    return ", ".join(sorted(found, key=str.lower))
+
+
+def split_addrop_arguments(preset, kwargs):
+    """`(AD-DROP arguments, other arguments)` of a `from_preset` call; the
+    preset's `addrop.json`, if any, fills the AD-DROP arguments not passed."""
+    addrop_kwargs = {
+        key: kwargs.pop(key) for key in ADDROP_ARGUMENTS if key in kwargs
+    }
+    if preset_utils.check_file_exists(preset, ADDROP_CONFIG_FILE):
+        saved = preset_utils.load_json(preset, ADDROP_CONFIG_FILE)
+        addrop_kwargs = {**saved, **addrop_kwargs}
+    return addrop_kwargs, kwargs
+
+
+class ADDropTask(ADDropTrainStep):
+    """The AD-DROP level of a keras-hub task: what every task type shares.
+
+    As keras-hub's `Task` sits under `TextClassifier` and `CausalLM`, this
+    class sits under the AD-DROP task types (the text classifiers, the
+    token classifier): a subclass is also a keras-hub task (its other base
+    class). It swaps the backbone's attention for AD-DROP's in place (same
+    weights; before keras-hub's `__init__` builds the task graph), finds the
+    attention calls, restores the optimizer of a loaded model, refuses a
+    LoRA setup that adapts nothing, writes `addrop.json` beside the preset
+    keras-hub writes, and keeps the AD-DROP classes out of stock keras-hub's
+    subclass searches. Each task type adds its outputs, its
+    `compute_attribution_target`, its `from_preset` and its family table
+    (`task_families`).
+    """
+
+    # The stock keras-hub task this class stands for in presets, if any.
+    _stock_cls = None
+    # The family's name in messages.
+    _family = None
+    # The names `backbone.enable_lora` needs, where keras-hub's default
+    # names match none of the family's layers.
+    _lora_layer_names = None
+
+    def __init__(self, *args, **kwargs):
+        swap_attention(kwargs["backbone"] if "backbone" in kwargs else args[0])
+        super().__init__(*args, **kwargs)
+
+    @classmethod
+    def task_type(cls):
+        """The task type `cls` belongs to: the direct subclass of
+        `ADDropTask` among its bases."""
+        for klass in cls.__mro__:
+            if ADDropTask in klass.__bases__:
+                return klass
+        raise TypeError(f"{cls.__name__} is not an AD-DROP task type")
+
+    def compile_from_config(self, config):
+        # keras-hub's tasks override `compile`, so Keras' own loading
+        # skips it, and with it the optimizer's saved state. Their `compile`
+        # takes the saved arguments as they are: a reloaded task resumes
+        # training with its optimizer, step count and moments.
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def save_to_preset(self, preset_dir, max_shard_size=10):
+        """Saves the task as a keras-hub preset, plus `addrop.json`.
+
+        The preset's files are those keras-hub writes for the task (LoRA
+        weights merged into the kernels as keras-hub merges them). Where the
+        AD-DROP class stands for a stock keras-hub task, `task.json` names
+        the stock class, so stock keras-hub loads the preset as the stock
+        task with the same weights and predictions. The AD-DROP settings go
+        into `addrop.json` beside them, which the AD-DROP class's
+        `from_preset` restores.
+
+        Args:
+            preset_dir: the local preset folder.
+            max_shard_size: as in `keras_hub.models.Task.save_to_preset`.
+        """
+        super().save_to_preset(preset_dir, max_shard_size=max_shard_size)
+        path = os.path.join(preset_dir, preset_utils.TASK_CONFIG_FILE)
+        with open(path) as f:
+            task = json.load(f)
+        stock = self._stock_cls
+        if stock is not None:
+            task.update(
+                module=stock.__module__,
+                class_name=stock.__name__,
+                registered_name=keras.saving.get_registered_name(stock),
+            )
+            for key in ADDROP_ARGUMENTS:
+                task["config"].pop(key, None)
+        with open(path, "w") as f:
+            f.write(json.dumps(task, indent=4))
+        with open(os.path.join(preset_dir, ADDROP_CONFIG_FILE), "w") as f:
+            f.write(json.dumps(self._addrop_config(), indent=4))
+
+    def make_train_function(self, force=False):
+        _check_lora(self.backbone, self._lora_layer_names)
+        return super().make_train_function(force)
+
+    def _addrop_all_attention_calls(self):
+        # Computed on demand: a list of sub-layers stored on the model would
+        # be tracked and reorder `model.weights`.
+        swap_attention(self.backbone)
+        return find_attention_calls(self.backbone)
+
+
+def _check_lora(backbone, names):
+    """Refuses to train a backbone where `enable_lora` adapted nothing.
+
+    `enable_lora` freezes every backbone weight and then adapts the layers
+    it finds by name; when no name matches (keras-hub's defaults on
+    RoFormer-v2), only the head would train, silently.
+    """
+    if getattr(backbone, "_lora_rank", None) is None:
+        return
+    if getattr(backbone, "_lora_enabled_layers", None):
+        return
+    hint = f" (for this family: {list(names)})" if names is not None else ""
+    raise ValueError(
+        f"`enable_lora` adapted no layer of this {type(backbone).__name__}: "
+        "its `target_layer_names` matched none of the backbone's layers, so "
+        "every backbone weight is frozen and only the head would train. "
+        "Pass the names of the attention's query and value projections"
+        f"{hint}. Received: target_layer_names that match no layer"
+    )
+
+
+def _stock_searches_skip_addrop_classes(list_subclasses):
+    """keras-hub's subclass search, with the AD-DROP classes left out of
+    every search for a class that is not AD-DROP's.
+
+    `keras_hub.models.TextClassifier.from_preset(preset)` picks the task
+    class through `find_subclass`: among the registered subclasses with the
+    preset's backbone class it keeps only the direct subclasses when there
+    are several of those, else takes the first of an unordered set. An
+    AD-DROP classifier (registered, and a subclass of the stock one, with
+    the same backbone class) would then be returned instead of the stock
+    class in some processes and not in others. Left out, stock keras-hub
+    finds what it finds without keras_addrop; a search from an AD-DROP class
+    is unchanged.
+    """
+    if getattr(list_subclasses, "_skips_addrop_classes", False):
+        return list_subclasses
+
+    @functools.wraps(list_subclasses)
+    def search(cls):
+        found = list_subclasses(cls)
+        if isinstance(cls, type) and issubclass(cls, ADDropTrainStep):
+            return found
+        return [c for c in found if not issubclass(c, ADDropTrainStep)]
+
+    search._skips_addrop_classes = True
+    return search
+
+
+# See docs/concepts/keras-workarounds.md.
+preset_utils.list_subclasses = _stock_searches_skip_addrop_classes(
+    preset_utils.list_subclasses
+)
