@@ -18,9 +18,13 @@ from keras_addrop.models.addrop_roformer_v2_text_classifier import (
     ADDropRoformerV2TextClassifier,
 )
 from keras_addrop.models.addrop_text_classifier import ADDropTextClassifier
+from keras_addrop.models.addrop_token_classifier import ADDropTokenClassifier
 from keras_addrop.models.addrop_xlm_roberta_text_classifier import (
     ADDropXLMRobertaTextClassifier,
 )
 from keras_addrop.models.mean_pooling_classifier import mean_pooling_classifier
 from keras_addrop.models.presets import minilm_l6_preset
 from keras_addrop.models.swap_attention import swap_attention
+from keras_addrop.models.token_classifier_preprocessor import (
+    TokenClassifierPreprocessor,
+)

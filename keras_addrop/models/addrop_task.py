@@ -5,6 +5,7 @@ import json
 import os
 
 import keras
+import keras_hub
 from keras_hub.src.utils import preset_utils
 
 from keras_addrop.models.attention_calls import find_attention_calls
@@ -97,7 +98,11 @@ class ADDropTask(ADDropTrainStep):
     _lora_layer_names = None
 
     def __init__(self, *args, **kwargs):
-        swap_attention(kwargs["backbone"] if "backbone" in kwargs else args[0])
+        # The stock tasks take the backbone first; a task type that builds
+        # its own graph swaps before building and passes `inputs`.
+        backbone = kwargs.get("backbone", args[0] if args else None)
+        if isinstance(backbone, keras_hub.models.Backbone):
+            swap_attention(backbone)
         super().__init__(*args, **kwargs)
 
     @classmethod
