@@ -5,6 +5,7 @@ from keras_addrop import callbacks
 from keras_addrop import glue
 from keras_addrop import layers
 from keras_addrop import models
+from keras_addrop import ner
 from keras_addrop import ops
 from keras_addrop import optimizers
 from keras_addrop.models.swap_attention import swap_attention

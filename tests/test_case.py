@@ -90,16 +90,25 @@ _FAMILY_ARGUMENTS = {
 }
 
 
-def tiny_family_task(family, num_classes=3, dropout=0.1):
-    """A tiny random stock classifier of a family, without preprocessor."""
-    from keras_hub.src.utils import preset_utils
-
+def tiny_family_backbone(family, dropout=0.1):
+    """A tiny random backbone of a family (also "electra", which keras-hub
+    has as a backbone only)."""
     extra = dict(_FAMILY_ARGUMENTS.get(family, {}))
     if family != "f_net":
         extra["num_heads"] = 2
     if family != "roformer_v2":
         extra["max_sequence_length"] = 12
-    backbone = FAMILY_BACKBONES[family](
+    if family == "electra":
+        return keras_hub.models.ElectraBackbone(
+            vocab_size=20,
+            num_layers=2,
+            hidden_dim=8,
+            embedding_dim=8,
+            intermediate_dim=16,
+            dropout=dropout,
+            **extra,
+        )
+    return FAMILY_BACKBONES[family](
         vocabulary_size=20,
         num_layers=2,
         hidden_dim=8,
@@ -107,6 +116,13 @@ def tiny_family_task(family, num_classes=3, dropout=0.1):
         dropout=dropout,
         **extra,
     )
+
+
+def tiny_family_task(family, num_classes=3, dropout=0.1):
+    """A tiny random stock classifier of a family, without preprocessor."""
+    from keras_hub.src.utils import preset_utils
+
+    backbone = tiny_family_backbone(family, dropout=dropout)
     stock_cls = preset_utils.find_subclass(
         "", keras_hub.models.TextClassifier, type(backbone)
     )

@@ -154,9 +154,11 @@ class TokenClassifierPreprocessor(Preprocessor):
         if isinstance(self.tokenizer, BytePairTokenizer):
             # Byte-pair vocabularies mark a word's start by a space.
             words = tf.strings.join([" ", words])
-        pieces = self.tokenizer(words)
-        if not isinstance(pieces, tf.RaggedTensor) or pieces.ragged_rank < 2:
-            pieces = tf.RaggedTensor.from_tensor(pieces, ragged_rank=2)
+        # One word at a time (byte-pair tokenizers take rank 1 only).
+        flat = self.tokenizer(words.values)
+        if not isinstance(flat, tf.RaggedTensor):
+            flat = tf.RaggedTensor.from_tensor(flat)
+        pieces = words.with_values(flat)
         # A word without pieces gets the unknown token, so that it keeps a
         # first piece and its tag.
         empty = tf.equal(pieces.values.row_lengths(), 0)
@@ -174,9 +176,17 @@ class TokenClassifierPreprocessor(Preprocessor):
             value = getattr(self.tokenizer, name, None)
             if value is not None:
                 return value
-        return self.tokenizer.token_to_id(
-            getattr(self.tokenizer, "oov_token", "[UNK]")
-        )
+        vocabulary = self.tokenizer.get_vocabulary()
+        for token in (
+            "[UNK]",
+            "<unk>",
+            getattr(self.tokenizer, "oov_token", 0),
+        ):
+            if token in vocabulary:
+                return self.tokenizer.token_to_id(token)
+        # Byte-pair vocabularies without an unknown token never leave a
+        # word without pieces (every byte has one).
+        return self.tokenizer.pad_token_id
 
     @preprocessing_function
     def call(self, x, y=None, sample_weight=None):
