@@ -141,16 +141,15 @@ def scaled_up_weights(model, seed=0):
     return model
 
 
-def logit_difference(model, x, y, entries, index, position, epsilon=1e-2):
-    """The central finite difference of example `b`'s gold logit in the
-    attention weight at `position = (b, h, t, s)` of `entries[index]` (a
-    layer or an `AttentionCall`), the other entries unchanged."""
+def output_difference(model, x, entries, index, position, read, epsilon=1e-2):
+    """The central finite difference of `read(outputs)` (a float of the
+    model's outputs as NumPy) in the attention weight at
+    `position = (b, h, t, s)` of `entries[index]` (a layer or an
+    `AttentionCall`), the other entries unchanged."""
     from keras_addrop.layers import addrop_scope
     from keras_addrop.layers.addrop_attention import CapturedAttention
 
-    b = position[0]
-
-    def logit(delta):
+    def value(delta):
         def nudge(entry_index, weights):
             if entry_index != index:
                 return weights
@@ -160,9 +159,24 @@ def logit_difference(model, x, y, entries, index, position, epsilon=1e-2):
 
         captured = CapturedAttention(entries, transform=nudge)
         with addrop_scope(capture=captured.functions):
-            return float(to_numpy(model(x))[b, y[b]])
+            return read(to_numpy(model(x)))
 
-    return (logit(epsilon) - logit(-epsilon)) / (2 * epsilon)
+    return (value(epsilon) - value(-epsilon)) / (2 * epsilon)
+
+
+def logit_difference(model, x, y, entries, index, position, epsilon=1e-2):
+    """The finite difference of example `b`'s gold logit (`b` the first
+    entry of `position`); see `output_difference`."""
+    b = position[0]
+    return output_difference(
+        model,
+        x,
+        entries,
+        index,
+        position,
+        lambda logits: float(logits[b, y[b]]),
+        epsilon,
+    )
 
 
 def family_inputs(backbone):

@@ -13,6 +13,7 @@ from keras_addrop.models import ADDropTokenClassifier
 from keras_addrop.models import TokenClassifierPreprocessor
 from tests.test_case import TestCase
 from tests.test_case import family_inputs
+from tests.test_case import output_difference
 from tests.test_case import scaled_up_weights
 from tests.test_case import tiny_family_backbone
 from tests.test_case import to_numpy
@@ -92,26 +93,14 @@ class ADDropTokenClassifierTest(TestCase):
         )
         counted = weights > 0
 
-        def target(index, position, delta):
-            def nudge(entry, attention):
-                if entry != index:
-                    return attention
-                bump = np.zeros(attention.shape, "float32")
-                bump[position] = delta
-                return attention + keras.ops.convert_to_tensor(bump)
-
-            captured = CapturedAttention(calls, transform=nudge)
-            with addrop_scope(capture=captured.functions):
-                logits = to_numpy(model(x))
+        def counted_logits(logits):
             picked = np.take_along_axis(logits, tags[..., None], -1)[..., 0]
             return float(np.sum(picked[counted]))
 
         for index, position in ((0, (0, 1, 3, 2)), (1, (1, 0, 2, 4))):
-            epsilon = 1e-2
-            difference = (
-                target(index, position, epsilon)
-                - target(index, position, -epsilon)
-            ) / (2 * epsilon)
+            difference = output_difference(
+                model, x, calls, index, position, counted_logits
+            )
             self.assertGreater(abs(difference), 1e-4)
             self.assertAllClose(
                 to_numpy(attribution[index])[position],
