@@ -484,7 +484,11 @@ def dropped_pairs(visibilities, keep_masks):
 
 def real_pairs(visibilities, layers):
     """Visible (query, key) pairs of `layers`, over all their heads."""
+    # Calls that share a visibility (every encoder layer) count it once.
+    heads = {}
+    for visibility, layer in zip(visibilities, layers):
+        _, count = heads.get(id(visibility), (visibility, 0))
+        heads[id(visibility)] = (visibility, count + layer.num_heads)
     return sum(
-        visibility.count() * layer.num_heads
-        for visibility, layer in zip(visibilities, layers)
+        visibility.count() * count for visibility, count in heads.values()
     )

@@ -30,30 +30,38 @@ def _file_format(path):
     return kind
 
 
+def json_lines(path):
+    """`(line number, object)` for every non-blank line of a JSON-lines
+    file; a line that is not a JSON object is an error naming
+    `file:line`."""
+    with open(path, encoding="utf-8-sig") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(
+                    f"{path}:{number}: not valid JSON ({error.msg})"
+                ) from None
+            if not isinstance(record, dict):
+                raise ValueError(
+                    f"{path}:{number}: expected a JSON object with one "
+                    f"field per column, got {type(record).__name__}"
+                )
+            yield number, record
+
+
 def _records(path):
     """`(line number, {column: value})` for every example of a file."""
     path = os.fspath(path)
     kind = _file_format(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No such file: {path!r}")
+    if kind == "jsonl":
+        yield from json_lines(path)
+        return
     with open(path, encoding="utf-8-sig", newline="") as f:
-        if kind == "jsonl":
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise ValueError(
-                        f"{path}:{number}: not valid JSON ({error.msg})"
-                    ) from None
-                if not isinstance(record, dict):
-                    raise ValueError(
-                        f"{path}:{number}: expected a JSON object with one "
-                        f"field per column, got {type(record).__name__}"
-                    )
-                yield number, record
-            return
         reader = csv.reader(f, delimiter="," if kind == "csv" else "\t")
         header = next(reader, None)
         if header is None:

@@ -1,6 +1,7 @@
 import keras
 import keras_hub
 import numpy as np
+import tensorflow as tf
 from keras import ops
 from keras_hub.src.utils import preset_utils
 
@@ -180,9 +181,12 @@ class ADDropTokenClassifier(ADDropTask, keras_hub.models.Task):
 
     def fit(self, x=None, y=None, batch_size=None, **kwargs):
         if _are_words(x):
-            seed = None if self.seed is None else self.seed
             x = _words_dataset(
-                x, y, batch_size, shuffle=kwargs.pop("shuffle", True), seed=seed
+                x,
+                y,
+                batch_size,
+                shuffle=kwargs.pop("shuffle", True),
+                seed=self.seed,
             )
             y = batch_size = None
         validation = kwargs.get("validation_data")
@@ -365,8 +369,6 @@ def _are_words(x):
 
 
 def _words_dataset(words, tags, batch_size, shuffle=False, seed=None):
-    import tensorflow as tf
-
     if not words:
         raise ValueError("No sentences to batch. Received: x=[]")
     x = tf.ragged.constant([list(s) for s in words], dtype=tf.string)

@@ -1,11 +1,12 @@
 """Sentences of tagged words from CoNLL column files and JSON lines."""
 
 import dataclasses
-import json
 import os
+import random
 import re
 
 from keras_addrop.api_export import keras_addrop_export
+from keras_addrop.glue.text_files import json_lines
 
 # "O", or a chunk prefix and a type: IOB1, IOB2 and IOBES tags.
 _TAG = re.compile(r"^(O|[BIES]-\S+)$")
@@ -35,8 +36,6 @@ class TaggedSentences:
     def split(self, fraction=0.2, seed=0):
         """`(kept, held_out)`: a deterministic split by sentence, `fraction`
         of the sentences (drawn with `seed`) held out, order kept."""
-        import random
-
         order = list(range(len(self.words)))
         random.Random(seed).shuffle(order)
         held = set(order[: round(fraction * len(order))])
@@ -146,39 +145,23 @@ def _read_conll(path):
 
 def _read_json_lines(path):
     words, tags = [], []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(
-                    f"{path}:{number}: not a JSON object ({error.msg}). "
-                    f"Received: line={line.rstrip()[:80]!r}"
-                ) from None
-            sentence = (
-                record.get("tokens") if isinstance(record, dict) else None
+    for number, record in json_lines(path):
+        sentence = record.get("tokens")
+        sentence_tags = record.get("tags", record.get("ner_tags"))
+        if (
+            not isinstance(sentence, list)
+            or not isinstance(sentence_tags, list)
+            or len(sentence) != len(sentence_tags)
+        ):
+            raise ValueError(
+                f"{path}:{number}: a line needs a 'tokens' list and a 'tags' "
+                "list of the same length. Received: "
+                f"tokens={sentence!r}, tags={sentence_tags!r}"
             )
-            sentence_tags = (
-                record.get("tags", record.get("ner_tags"))
-                if isinstance(record, dict)
-                else None
-            )
-            if (
-                not isinstance(sentence, list)
-                or not isinstance(sentence_tags, list)
-                or len(sentence) != len(sentence_tags)
-            ):
-                raise ValueError(
-                    f"{path}:{number}: a line needs a 'tokens' list and a "
-                    "'tags' list of the same length. Received: "
-                    f"line={line.rstrip()[:80]!r}"
-                )
-            for tag in sentence_tags:
-                _check_tag(str(tag), path, number)
-            words.append([str(word) for word in sentence])
-            tags.append([str(tag) for tag in sentence_tags])
+        for tag in sentence_tags:
+            _check_tag(str(tag), path, number)
+        words.append([str(word) for word in sentence])
+        tags.append([str(tag) for tag in sentence_tags])
     return words, tags
 
 
