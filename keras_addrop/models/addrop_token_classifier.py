@@ -15,6 +15,7 @@ from keras_addrop.models.swap_attention import swap_attention
 from keras_addrop.models.token_classifier_preprocessor import (
     TokenClassifierPreprocessor,
 )
+from keras_addrop.ner.entity_f1 import EntityF1
 from keras_addrop.train_step import with_addrop_arguments
 from keras_addrop.validation import validate_positive_int
 from keras_addrop.validation import validate_ratio
@@ -89,6 +90,11 @@ class ADDropTokenClassifier(ADDropTask, keras_hub.models.Task):
             `keras_addrop.models.TokenClassifierPreprocessor`.
         dropout: float. Dropout before the per-token dense layer. Defaults
             to `0.1`.
+        tag_names: `None` or the tag of each class id (such as `["O",
+            "B-PER", "I-PER"]`). With it, `predict_tags` returns tag strings
+            and `compile` adds entity F1
+            (`keras_addrop.ner.EntityF1`) to the default metrics; it is
+            saved with the model.
         {addrop_arguments}
         **kwargs: passed to `keras_hub.models.Task`.
 
@@ -122,12 +128,21 @@ class ADDropTokenClassifier(ADDropTask, keras_hub.models.Task):
         num_classes,
         preprocessor=None,
         dropout=0.1,
+        tag_names=None,
         **kwargs,
     ):
         if _backbone_family(type(backbone)) is None:
             _refuse_family(type(backbone), "backbone", type(backbone).__name__)
         num_classes = validate_positive_int("num_classes", num_classes)
         dropout = validate_ratio("dropout", dropout, include_one=False)
+        if tag_names is not None:
+            tag_names = list(tag_names)
+            if len(tag_names) != num_classes:
+                raise ValueError(
+                    "`tag_names` needs one tag per class. Received: "
+                    f"tag_names={tag_names} for num_classes={num_classes}"
+                )
+            EntityF1(tag_names)  # Checks the tags.
         swap_attention(backbone)
         if preprocessor is not None:
             # The inputs this backbone takes, and no others.
@@ -144,6 +159,8 @@ class ADDropTokenClassifier(ADDropTask, keras_hub.models.Task):
             dtype=backbone.dtype_policy,
             name="logits",
         )
+        # Read by `compile`, which keras-hub's `Task` calls in `__init__`.
+        self.tag_names = tag_names
         # === Functional Model ===
         inputs = backbone.input
         sequence = backbone(inputs)
@@ -165,13 +182,16 @@ class ADDropTokenClassifier(ADDropTask, keras_hub.models.Task):
     ):
         """keras-hub's defaults for a token classifier: Adam at 5e-5,
         sparse cross-entropy on logits, and accuracy weighted by
-        `sample_weight` (tokens that carry a tag only)."""
+        `sample_weight` (tokens that carry a tag only), with entity F1
+        (`keras_addrop.ner.EntityF1`) where the model has `tag_names`."""
         if optimizer == "auto":
             optimizer = keras.optimizers.Adam(5e-5)
         if loss == "auto":
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         if weighted_metrics == "auto":
             weighted_metrics = [keras.metrics.SparseCategoricalAccuracy()]
+            if self.tag_names is not None:
+                weighted_metrics.append(EntityF1(self.tag_names))
         super().compile(
             optimizer=optimizer,
             loss=loss,
@@ -211,7 +231,11 @@ class ADDropTokenClassifier(ADDropTask, keras_hub.models.Task):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"num_classes": self.num_classes, "dropout": self.dropout}
+            {
+                "num_classes": self.num_classes,
+                "dropout": self.dropout,
+                "tag_names": self.tag_names,
+            }
         )
         return config
 
@@ -246,8 +270,10 @@ class ADDropTokenClassifier(ADDropTask, keras_hub.models.Task):
             batch_size: int. Sentences per prediction batch.
 
         Returns:
-            A list of lists of int tags, one per word. Words that truncation
-            cut off (see `TokenClassifierPreprocessor`) get tag 0.
+            A list of lists of tags, one per word: tag strings where the
+            model has `tag_names`, int class ids otherwise. Words that
+            truncation cut off (see `TokenClassifierPreprocessor`) get class
+            0.
 
         Raises:
             ValueError: if the model holds no preprocessor.
@@ -264,10 +290,13 @@ class ADDropTokenClassifier(ADDropTask, keras_hub.models.Task):
         logits = self.predict(words, batch_size=batch_size, verbose=0)
         predicted = np.argmax(keras.ops.convert_to_numpy(logits), axis=-1)
         starts = self.preprocessor.first_pieces(words).to_list()
-        return [
+        tags = [
             [int(predicted[b, s]) if s >= 0 else 0 for s in sentence]
             for b, sentence in enumerate(starts)
         ]
+        if self.tag_names is None:
+            return tags
+        return [[self.tag_names[t] for t in sentence] for sentence in tags]
 
     @classmethod
     def from_preset(
@@ -319,6 +348,8 @@ class ADDropTokenClassifier(ADDropTask, keras_hub.models.Task):
         if _holds_token_classifier(preset, cls):
             if num_classes is not None:
                 kwargs["num_classes"] = num_classes
+                # A new head: the saved tags belong to the old one.
+                kwargs.setdefault("tag_names", None)
             task = loader.load_task(
                 cls,
                 load_weights,

@@ -20,9 +20,31 @@ _STARTS_AFTER = {
 }
 
 
-def _split(tag):
+def split_tag(tag):
     # "B-PER" -> ("B", "PER"); "O" -> ("O", "_"), as seqeval splits them.
     return tag[:1], tag[1:].split("-", 1)[-1] or "_"
+
+
+def chunk_ends(previous, current):
+    """Whether a chunk ends at the word before `current`: both are
+    `(prefix, type)` pairs from `split_tag` (the word before the first is
+    `("O", "")`, the one after the last `("O", "_")`)."""
+    (previous_prefix, previous_kind), (prefix, kind) = previous, current
+    if previous_prefix == "O":
+        return False
+    return (
+        prefix in _ENDS_AFTER.get(previous_prefix, ()) or previous_kind != kind
+    )
+
+
+def chunk_starts(previous, current):
+    """Whether a chunk starts at `current` (pairs as in `chunk_ends`)."""
+    (previous_prefix, previous_kind), (prefix, kind) = previous, current
+    return (
+        prefix in ("B", "S")
+        or prefix in _STARTS_AFTER.get(previous_prefix, ())
+        or (prefix != "O" and previous_kind != kind)
+    )
 
 
 @keras_addrop_export("keras_addrop.ner.entities")
@@ -43,22 +65,14 @@ def entities(tags):
         A list of `(type, first, last)` tuples, in order.
     """
     found = []
-    previous, previous_kind, begin = "O", "", 0
+    previous, begin = ("O", ""), 0
     for index, tag in enumerate(list(tags) + ["O"]):
-        prefix, kind = _split(tag)
-        ends = prefix in _ENDS_AFTER.get(previous, ()) or (
-            previous != "O" and previous_kind != kind
-        )
-        if previous != "O" and ends:
-            found.append((previous_kind, begin, index - 1))
-        starts = (
-            prefix in ("B", "S")
-            or prefix in _STARTS_AFTER.get(previous, ())
-            or (prefix != "O" and previous_kind != kind)
-        )
-        if starts:
+        current = split_tag(tag)
+        if chunk_ends(previous, current):
+            found.append((previous[1], begin, index - 1))
+        if chunk_starts(previous, current):
             begin = index
-        previous, previous_kind = prefix, kind
+        previous = current
     return found
 
 
@@ -106,12 +120,14 @@ def entity_scores(true_tags, predicted_tags):
         for kind, *_ in gold & guess:
             counts[kind][2] += 1
     total = [sum(c[i] for c in counts.values()) for i in range(3)]
-    scores = _scores(*total)
-    scores["types"] = {kind: _scores(*counts[kind]) for kind in sorted(counts)}
+    scores = scores_from_counts(*total)
+    scores["types"] = {
+        kind: scores_from_counts(*counts[kind]) for kind in sorted(counts)
+    }
     return scores
 
 
-def _scores(true, found, hit):
+def scores_from_counts(true, found, hit):
     precision = hit / found if found else 0.0
     recall = hit / true if true else 0.0
     total = precision + recall
