@@ -129,7 +129,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser():
     parser = _Parser(
         prog="keras-addrop",
-        description="AD-DROP fine-tuning of keras-hub models on GLUE.",
+        description="AD-DROP fine-tuning of keras-hub models: sentence "
+        "classification (GLUE, your own files) and named entities.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -161,9 +162,21 @@ def build_parser():
     )
 
     predict = commands.add_parser(
-        "predict", help="GLUE test predictions in the leaderboard format."
+        "predict",
+        help="GLUE test predictions in the leaderboard format, or "
+        "predictions for your own file.",
     )
-    predict.add_argument("--task", required=True, help="GLUE task.")
+    predict.add_argument(
+        "--task", help="GLUE task: its test split (or --split)."
+    )
+    predict.add_argument(
+        "--data",
+        type=_argument_type(run_options.existing_file("data")),
+        help="Your own file instead of --task: a CSV, TSV or JSON-lines "
+        "file of sentences (written back with a prediction column), or, "
+        "for a token classifier, a CoNLL file or JSON lines of tokens "
+        "(written back with the predicted tags).",
+    )
     predict.add_argument(
         "--model",
         type=_argument_type(run_options.existing_file("model")),
@@ -171,7 +184,17 @@ def build_parser():
         help="A .keras file.",
     )
     options = run_options.BY_NAME
-    _add_option(predict, options["preset"], help="For the tokenizer.")
+    _add_option(
+        predict,
+        options["preset"],
+        help="For the tokenizer of a sentence classifier (default: the "
+        "preset of the run that wrote --model).",
+    )
+    _add_option(
+        predict,
+        options["text_columns"],
+        help="The text columns of --data (default: the run's).",
+    )
     _add_option(
         predict, options["glue_dir"], help="Folder in the GLUE TSV layout."
     )
@@ -179,7 +202,11 @@ def build_parser():
     predict.add_argument("--split", default="test", help="Split to predict.")
     _add_option(predict, options["max_length"], help="Tokens an example.")
     _add_option(predict, options["batch_size"], default=64)
-    predict.add_argument("--output", required=True, help="TSV file.")
+    predict.add_argument(
+        "--output",
+        required=True,
+        help="File: a TSV for --task, --data's format for --data.",
+    )
     for subparser in (finetune, sweep, summarize, predict):
         _add_backend_logs_argument(subparser)
     return parser

@@ -30,6 +30,7 @@ from speed_parts import memory  # noqa: E402
 from speed_parts import overheads  # noqa: E402
 from speed_parts import steps  # noqa: E402
 from speed_parts import tables  # noqa: E402
+from speed_parts import token  # noqa: E402
 from speed_parts import xla  # noqa: E402
 from speed_parts.common import HERE  # noqa: E402
 from speed_parts.common import batch  # noqa: E402
@@ -93,6 +94,9 @@ LENGTH_PARTS = {
     "memory": memory_part,
     "deberta": lambda preset, x, y, length, args: {
         "deberta": families.deberta_ratios(x, y, args.rounds)
+    },
+    "token": lambda preset, x, y, length, args: {
+        "token": token.token_ratios(preset, x, y, args.rounds)
     },
 }
 PARTS = (*LENGTH_PARTS, "batching")

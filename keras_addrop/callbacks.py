@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import shutil
 import warnings
@@ -7,6 +8,7 @@ import keras
 
 from keras_addrop import backend
 from keras_addrop.api_export import keras_addrop_export
+from keras_addrop.validation import validate_positive_int
 
 
 @keras_addrop_export("keras_addrop.callbacks.CrossTuning")
@@ -204,3 +206,70 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+class DevEvaluation(keras.callbacks.Callback):
+    """Scores a dev set after every epoch, keeps the best epoch and stops
+    after `patience` epochs without a better main metric.
+
+    The base of `keras_addrop.glue.GlueEvaluation` and
+    `keras_addrop.ner.EntityEvaluation`: a subclass computes an epoch's
+    metrics in `evaluate()` (a dict of floats, `main_metric` among them);
+    they join the epoch's logs as `val_<metric>`.
+
+    Args:
+        main_metric: str. The metric the best epoch is chosen by (higher
+            is better).
+        patience: int or `None`. Epochs without improvement before stopping;
+            `None` never stops.
+        history: list of metric dicts of epochs already run (a resumed
+            run), replayed so that the best epoch and the patience count
+            carry over.
+
+    Attributes:
+        history: list of per-epoch metric dicts.
+        best_epoch: 1-based epoch with the best main metric.
+        best: that epoch's metrics.
+    """
+
+    def __init__(self, main_metric, patience=None, history=None):
+        super().__init__()
+        self.main_metric = main_metric
+        self.patience = validate_positive_int(
+            "patience", patience, allow_none=True
+        )
+        self._initial_history = list(history or [])
+        self.on_train_begin()
+
+    def evaluate(self):
+        raise NotImplementedError
+
+    def on_train_begin(self, logs=None):
+        self.history, self.best_epoch, self.best, self._wait = [], None, None, 0
+        for epoch, metrics in enumerate(self._initial_history):
+            self._track(epoch, metrics)
+
+    def on_epoch_end(self, epoch, logs=None):
+        metrics = self.evaluate()
+        if logs is not None:
+            logs.update(
+                {
+                    f"val_{k}": v
+                    for k, v in metrics.items()
+                    if isinstance(v, (int, float))
+                }
+            )
+        self._track(epoch, metrics)
+
+    def _track(self, epoch, metrics):
+        self.history.append(metrics)
+        key = self.main_metric
+        main = metrics[key]
+        best = -math.inf if self.best is None else self.best[key]
+        if main > best or math.isnan(best):
+            self.best, self.best_epoch, self._wait = metrics, epoch + 1, 0
+        else:
+            self._wait += 1
+            if self.patience is not None and self._wait >= self.patience:
+                if self.model is not None:
+                    self.model.stop_training = True

@@ -104,7 +104,12 @@ def summary_rows(results):
     rows = []
     for (task, size, head, recipe, method), runs in _groups(results).items():
         main = runs[0]["main_metric"]
-        others = [m for m in runs[0]["best"] if m not in (main, "loss")]
+        # Per-type entity scores (a dict) stay in results.json.
+        others = [
+            m
+            for m, v in runs[0]["best"].items()
+            if m not in (main, "loss") and isinstance(v, (int, float))
+        ]
         rows.append(
             {
                 "task": task,

@@ -161,20 +161,23 @@ OPTIONS = (
     # The data.
     Option(
         "task",
-        "GLUE task: " + ", ".join(GLUE_TASKS) + ". Or your own data: "
-        "--train-file and --validation-file.",
+        "GLUE task: " + ", ".join(GLUE_TASKS) + ". Or your own sentences: "
+        "--train-file and --validation-file without --task. Or named "
+        "entities: ner (with --train-file and --validation-file) or "
+        "conll2003 (tensorflow-datasets).",
         DATA,
     ),
     Option(
         "train_file",
         "Your own training data: a CSV, TSV or JSON-lines file with named "
-        "columns (instead of --task).",
+        "columns (instead of --task); with --task ner, a CoNLL column file "
+        "or JSON lines with tokens and tags.",
         DATA,
         parse=existing_file("train_file"),
     ),
     Option(
         "validation_file",
-        "Your own validation data, in the training file's columns.",
+        "Your own validation data, in the training file's layout.",
         DATA,
         parse=existing_file("validation_file"),
     ),

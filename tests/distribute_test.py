@@ -34,6 +34,20 @@ def script_report(name):
     return json.loads(lines[0][len("REPORT ") :])
 
 
+def assertTokenRunsMatch(test, single, parallel, validation_metrics=True):
+    """Cross-tuned token classifier runs agree: drops in epoch 2 only, the
+    same losses, and the same entity F1 of the training batches and (with
+    `validation_metrics`) of the validation data."""
+    fractions = parallel["addrop_drop_fraction"]
+    test.assertEqual([f > 0 for f in fractions], [False, True])
+    test.assertAllClose(fractions, single["addrop_drop_fraction"])
+    test.assertAllClose(parallel["loss"], single["loss"], atol=1e-5)
+    test.assertAllClose(parallel["entity_f1"], single["entity_f1"])
+    test.assertAllClose(parallel["val_loss"], single["val_loss"], atol=1e-5)
+    if validation_metrics:
+        test.assertAllClose(parallel["val_entity_f1"], single["val_entity_f1"])
+
+
 class MirroredStrategyTest(TestCase):
     @classmethod
     def setUpClass(cls):
@@ -56,6 +70,19 @@ class MirroredStrategyTest(TestCase):
             self.assertIsNotNone(message, msg=name)
             self.assertIn(f"Received: {name}=", message)
             self.assertIn("MirroredStrategy", message)
+
+    def test_token_classifier_matches_one_device_with_entity_f1(self):
+        report = self.report["token"]
+        # Keras' validation under MirroredStrategy weighs metrics otherwise
+        # than on one device (its own weighted accuracy moves too, with
+        # the loss equal): the validation metrics are not compared.
+        assertTokenRunsMatch(
+            self,
+            report["single"],
+            report["mirrored"],
+            validation_metrics=False,
+        )
+        self.assertLess(report["max_weight_difference"], 1e-5)
 
     def test_plain_step_is_keras_own_step_over_two_replicas(self):
         # As on one device (tests/models): the loss divided per replica and
@@ -80,6 +107,12 @@ class JaxDataParallelTest(TestCase):
         self.assertAllClose(parallel["loss"], single["loss"], atol=1e-5)
         self.assertLess(report["max_weight_difference"], 1e-5)
         self.assertLess(report["uneven_prediction_difference"], 1e-5)
+        assertTokenRunsMatch(
+            self,
+            report["token_single_history"],
+            report["token_parallel_history"],
+        )
+        self.assertLess(report["token_max_weight_difference"], 1e-5)
         noisy = report["dropout_history"]
         self.assertTrue(np.all(np.isfinite(noisy["loss"])))
         self.assertNotEqual(noisy["loss"], single["loss"])

@@ -206,6 +206,38 @@ def tiny_batch(batch_size=8, seq_len=10, vocabulary_size=30, seed=0):
     return x, y
 
 
+TAG_NAMES = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+
+
+def tiny_token_batch(batch_size=16, seq_len=10, seed=0):
+    """`tiny_batch`'s inputs with a tag per token and weights: about 70%
+    of the real tokens start a word (weight 1)."""
+    x, _ = tiny_batch(batch_size=batch_size, seq_len=seq_len, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    tags = rng.integers(0, len(TAG_NAMES), size=(batch_size, seq_len))
+    first = (rng.random((batch_size, seq_len)) < 0.7) & x["padding_mask"]
+    return x, tags.astype("int32"), first.astype("float32")
+
+
+def deterministic_tagger(**compile_kwargs):
+    """`deterministic_model`'s token classifier (tags `TAG_NAMES`), compiled
+    with its default metrics (entity F1 among them)."""
+    from keras_addrop.models import ADDropTokenClassifier
+
+    keras.utils.set_random_seed(0)
+    model = ADDropTokenClassifier(
+        tiny_backbone(dropout=0.0),
+        num_classes=len(TAG_NAMES),
+        dropout=0.0,
+        tag_names=TAG_NAMES,
+        addrop_layers="all",
+        candidate_ratio=0.5,
+        drop_rate=1.0,
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), **compile_kwargs)
+    return model
+
+
 def backend_pair_model():
     """The AD-DROP classifier the cross-backend tests build on each backend:
     no dropout, every layer, every candidate dropped (q = 1)."""

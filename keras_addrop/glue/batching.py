@@ -84,6 +84,24 @@ def _preprocess_all(dataset, preprocessor, labelled):
     return x, y
 
 
+def _check_batching(initial_epoch, pad_to_multiple_of, batch_multiple):
+    return (
+        validate_non_negative_int("initial_epoch", initial_epoch),
+        validate_positive_int("pad_to_multiple_of", pad_to_multiple_of),
+        validate_positive_int("batch_multiple", batch_multiple),
+    )
+
+
+def _check_multiple(batch_size, batch_multiple):
+    if batch_size % batch_multiple:
+        raise ValueError(
+            "`batch_size` must be a multiple of `batch_multiple` (a "
+            "data-parallel step splits every batch evenly over the "
+            f"devices). Received: batch_size={batch_size}, "
+            f"batch_multiple={batch_multiple}"
+        )
+
+
 def _lengths(x):
     """Each example's length: up to its last real token, by the padding
     mask or, for a preprocessor without one (RoFormer-v2's), by the rule of
@@ -202,21 +220,52 @@ def preprocessed_batches(
     )
     ```
     """
-    initial_epoch = validate_non_negative_int("initial_epoch", initial_epoch)
-    pad_to_multiple_of = validate_positive_int(
-        "pad_to_multiple_of", pad_to_multiple_of
-    )
-    batch_multiple = validate_positive_int("batch_multiple", batch_multiple)
-    if batch_size % batch_multiple:
-        raise ValueError(
-            "`batch_size` must be a multiple of `batch_multiple` (a "
-            "data-parallel step splits every batch evenly over the "
-            f"devices). Received: batch_size={batch_size}, "
-            f"batch_multiple={batch_multiple}"
-        )
+    _check_batching(initial_epoch, pad_to_multiple_of, batch_multiple)
+    _check_multiple(batch_size, batch_multiple)
     x, y = _preprocess_all(dataset, preprocessor, labelled)
+    return array_batches(
+        x,
+        y,
+        batch_size=batch_size,
+        length_aware=length_aware,
+        shuffle=shuffle,
+        seed=seed,
+        initial_epoch=initial_epoch,
+        pad_to_multiple_of=pad_to_multiple_of,
+        batch_multiple=batch_multiple,
+    )
+
+
+def array_batches(
+    x,
+    y=None,
+    sample_weight=None,
+    batch_size=32,
+    length_aware=True,
+    shuffle=False,
+    seed=None,
+    initial_epoch=0,
+    pad_to_multiple_of=1,
+    batch_multiple=1,
+):
+    """Batches preprocessed arrays as `preprocessed_batches` does.
+
+    `x` is a dict of `(examples, sequence_length)` arrays (a preprocessor's
+    outputs); `y` and `sample_weight` are `None`, one value per example, or
+    one per position (a token classifier's), cut to each batch's width with
+    `x`. The other arguments are `preprocessed_batches`'.
+
+    Returns:
+        A batched `tf.data.Dataset` of `x`, `(x, y)` or
+        `(x, y, sample_weight)`.
+    """
+    initial_epoch, pad_to_multiple_of, batch_multiple = _check_batching(
+        initial_epoch, pad_to_multiple_of, batch_multiple
+    )
+    _check_multiple(batch_size, batch_multiple)
     lengths = _lengths(x)
     full_width = x["token_ids"].shape[1]
+    labels = [v for v in (y, sample_weight) if v is not None]
     rng = np.random.default_rng(seed) if shuffle else None
 
     def order():
@@ -246,15 +295,22 @@ def preprocessed_batches(
                     full_width,
                 )
             batch_x = {key: value[indices, :width] for key, value in x.items()}
-            yield (batch_x, y[indices]) if labelled else batch_x
+            rest = tuple(
+                v[indices, :width] if v.ndim == 2 else v[indices]
+                for v in labels
+            )
+            yield (batch_x, *rest) if rest else batch_x
 
     x_signature = {
         key: tf.TensorSpec((None, None), tf.as_dtype(value.dtype))
         for key, value in x.items()
     }
     signature = x_signature
-    if labelled:
-        signature = (x_signature, tf.TensorSpec((None,), tf.as_dtype(y.dtype)))
+    if labels:
+        signature = (x_signature,) + tuple(
+            tf.TensorSpec((None,) * v.ndim, tf.as_dtype(v.dtype))
+            for v in labels
+        )
     result = tf.data.Dataset.from_generator(batches, output_signature=signature)
     result = result.apply(tf.data.experimental.assert_cardinality(num_batches))
     return result.prefetch(2)

@@ -1,16 +1,14 @@
 """Scoring GLUE dev sets during `fit`."""
 
-import math
 import weakref
 
-import keras
 import numpy as np
 
 from keras_addrop import backend
+from keras_addrop.callbacks import DevEvaluation
 from keras_addrop.glue.metrics import glue_metrics
 from keras_addrop.glue.metrics import predictions_from_outputs
 from keras_addrop.glue.tasks import get_task
-from keras_addrop.validation import validate_positive_int
 
 
 def evaluate_glue(model, task, dataset):
@@ -65,7 +63,7 @@ def dev_loss(task, labels, outputs):
     return float(-picked.mean())
 
 
-class GlueEvaluation(keras.callbacks.Callback):
+class GlueEvaluation(DevEvaluation):
     """Scores the dev set with the task's GLUE metrics after every epoch.
 
     The metrics join the epoch's logs as `val_<metric>` (`val_accuracy`,
@@ -106,36 +104,10 @@ class GlueEvaluation(keras.callbacks.Callback):
     """
 
     def __init__(self, task, dataset, patience=None, history=None):
-        super().__init__()
         self.task = get_task(task)
         _check_labelled(dataset)
         self.dataset = dataset
-        self.patience = validate_positive_int(
-            "patience", patience, allow_none=True
-        )
-        self._initial_history = list(history or [])
-        self.on_train_begin()
+        super().__init__(self.task.metrics[0], patience, history)
 
-    def on_train_begin(self, logs=None):
-        self.history, self.best_epoch, self.best, self._wait = [], None, None, 0
-        for epoch, metrics in enumerate(self._initial_history):
-            self._track(epoch, metrics)
-
-    def on_epoch_end(self, epoch, logs=None):
-        metrics = evaluate_glue(self.model, self.task, self.dataset)
-        if logs is not None:
-            logs.update({f"val_{k}": v for k, v in metrics.items()})
-        self._track(epoch, metrics)
-
-    def _track(self, epoch, metrics):
-        self.history.append(metrics)
-        key = self.task.metrics[0]
-        main = metrics[key]
-        best = -math.inf if self.best is None else self.best[key]
-        if main > best or math.isnan(best):
-            self.best, self.best_epoch, self._wait = metrics, epoch + 1, 0
-        else:
-            self._wait += 1
-            if self.patience is not None and self._wait >= self.patience:
-                if self.model is not None:
-                    self.model.stop_training = True
+    def evaluate(self):
+        return evaluate_glue(self.model, self.task, self.dataset)

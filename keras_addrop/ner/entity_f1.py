@@ -17,7 +17,6 @@ _AFTER = ("O", "_")
 
 
 @keras_addrop_export("keras_addrop.ner.EntityF1")
-@keras.saving.register_keras_serializable(package="keras_addrop")
 class EntityF1(keras.metrics.Metric):
     """Entity-level micro F1 over words, for token classifiers' `fit`.
 

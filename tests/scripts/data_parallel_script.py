@@ -18,7 +18,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 import keras_addrop  # noqa: E402
 from keras_addrop import backend  # noqa: E402
 from tests.test_case import deterministic_model  # noqa: E402
+from tests.test_case import deterministic_tagger  # noqa: E402
 from tests.test_case import tiny_batch  # noqa: E402
+from tests.test_case import tiny_token_batch  # noqa: E402
 
 
 def fit(model, x, y):
@@ -31,6 +33,22 @@ def fit(model, x, y):
         verbose=0,
         callbacks=[keras_addrop.callbacks.CrossTuning()],
     ).history
+
+
+def fit_tagger(x, tags, weights):
+    model = deterministic_tagger()
+    history = model.fit(
+        x,
+        tags,
+        sample_weight=weights,
+        batch_size=8,
+        epochs=2,
+        shuffle=False,
+        verbose=0,
+        validation_data=(x, tags, weights),
+        callbacks=[keras_addrop.callbacks.CrossTuning()],
+    ).history
+    return model, history
 
 
 def main():
@@ -57,9 +75,20 @@ def main():
         report["uneven_prediction_difference"] = float(
             np.abs(predicted - single.predict_on_batch(few)).max()
         )
+        # The token classifier, with entity F1 in the validation.
+        token_batch = tiny_token_batch()
+        tagger, report["token_parallel_history"] = fit_tagger(*token_batch)
+        tagger_weights = [w.numpy() for w in tagger.weights]
         # Dropout draws from the seed generators in the step's state.
         noisy = deterministic_model(dropout=0.1)
         report["dropout_history"] = fit(noisy, x, y)
+    tagger, report["token_single_history"] = fit_tagger(*token_batch)
+    report["token_max_weight_difference"] = float(
+        max(
+            np.abs(a - w.numpy()).max()
+            for a, w in zip(tagger_weights, tagger.weights)
+        )
+    )
     mesh = keras.distribution.DeviceMesh((2,), ["model"], devices)
     model_parallel = keras.distribution.ModelParallel(
         layout_map=keras.distribution.LayoutMap(mesh), batch_dim_name="model"

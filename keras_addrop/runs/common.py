@@ -1,18 +1,35 @@
-"""Fine-tuning runs: GLUE data + AD-DROP models + callbacks -> results."""
+"""The plumbing every fine-tuning run shares, whatever its task type.
+
+A task type is a module of this package (`text_classification`,
+`token_classification`) with five functions, which `finetune` calls in
+order:
+
+- `resolve_data(args)`: the run's data, read and checked;
+- `build(args, data, preset)`: `(model, preprocessor, family)`, the
+  compiled AD-DROP model (without its preprocessor: it trains on
+  `batches`), its preprocessor and the stock keras-hub class of the
+  preset's family;
+- `batches(args, data, preprocessor, initial_epoch)`: training and dev
+  batches;
+- `evaluation(args, data, dev, preprocessor, history)`: the
+  `keras_addrop.callbacks.DevEvaluation` that scores the dev set every
+  epoch;
+- `summary(args, data)`: what `results.json` says of the data (task name,
+  main metric, example counts, the majority baseline, ...; under
+  `"config"`, what the run's config records of it);
+- `saved_preprocessor(preprocessor)`: the preprocessor `model.keras` holds
+  (None: the model is saved without one).
+"""
 
 import contextlib
-import dataclasses
 import itertools
 import json
 import os
 import time
 
 import keras
-import numpy as np
-import tensorflow as tf
 
 from keras_addrop import backend
-from keras_addrop import glue
 from keras_addrop import run_options
 from keras_addrop.callbacks import BackupAndRestore
 from keras_addrop.callbacks import CrossTuning
@@ -57,12 +74,9 @@ def resolve_preset(preset):
     return preset
 
 
-def classifier_class(preset):
-    """The AD-DROP classifier of the preset's keras-hub family."""
-    from keras_addrop.models.addrop_text_classifier import FAMILIES
-    from keras_addrop.models.addrop_text_classifier import stock_task_class
-    from keras_addrop.models.addrop_text_classifier import supported_families
-
+def check_preset_path(preset):
+    """Refuses a `--preset` that names a missing folder, or a folder that
+    is no preset, in one line."""
     kind = str(preset)
     config_path = os.path.join(kind, "config.json")
     if os.path.isdir(kind) and not os.path.isfile(config_path):
@@ -74,15 +88,6 @@ def classifier_class(preset):
         os.sep in kind or kind.startswith((".", "~"))
     ):
         raise RunError(f"no such folder. Received: --preset={kind}")
-    with user_errors():
-        stock = from_preset(stock_task_class, preset)
-    if stock not in FAMILIES:
-        family = stock.__name__.removesuffix("TextClassifier")
-        raise RunError(
-            f"AD-DROP has no classifier for the {family} family; it supports "
-            f"{supported_families()}. Received: --preset={preset}"
-        )
-    return FAMILIES[stock]
 
 
 def from_preset(load, preset, **kwargs):
@@ -106,91 +111,14 @@ def from_preset(load, preset, **kwargs):
         raise RunError(f"{message}. Received: --preset={preset}") from None
 
 
-def preprocessor_for(cls, preset, max_length):
-    return from_preset(
-        cls._stock_cls.preprocessor_cls.from_preset,
-        preset,
-        sequence_length=max_length,
-    )
-
-
-def build_classifier(cls, preset, pooling, task, addrop):
-    """The AD-DROP classifier with a `"cls"` or `"mean"` pooling head."""
-    from keras_addrop.models import mean_pooling_classifier
-
-    if pooling == "mean":
-        backbone = from_preset(cls.backbone_cls.from_preset, preset)
-        return mean_pooling_classifier(backbone, task.num_classes, **addrop)
-    return from_preset(
-        cls.from_preset,
-        preset,
-        num_classes=task.num_classes,
-        preprocessor=None,
-        **addrop,
-    )
-
-
-def load_arrays(task, split, glue_dir=None, data_dir=None):
-    """A split as `(texts, labels)` numpy-friendly lists, from either source."""
-    if glue_dir is not None:
-        return glue.read_glue_tsv(task, split, glue_dir)
-    dataset = glue.load_glue(task, split, data_dir=data_dir, download=True)
-    texts, labels = None, []
-    for features, label in dataset.as_numpy_iterator():
-        features = features if isinstance(features, tuple) else (features,)
-        if texts is None:
-            texts = tuple([] for _ in features)
-        for column, value in zip(texts, features):
-            column.append(value.decode("utf-8"))
-        labels.append(label)
-    return texts, np.asarray(labels)
-
-
-def load_task_data(args):
-    """`(task, (texts, labels), (dev_texts, dev_labels))` of a run: a GLUE
-    task (`--task`) or the user's own files (`--train-file`)."""
-    train_file = getattr(args, "train_file", None)
-    validation_file = getattr(args, "validation_file", None)
-    if (args.task is None) == (train_file is None):
-        raise RunError(
-            "give either --task (a GLUE task) or --train-file and "
-            "--validation-file (your own data)"
-        )
-    if train_file is None:
-        task = glue.get_task(args.task)
-        return (
-            task,
-            load_arrays(task, "train", args.glue_dir, args.data_dir),
-            load_arrays(task, "validation", args.glue_dir, args.data_dir),
-        )
-    if validation_file is None:
-        raise RunError("--train-file needs a --validation-file too")
-    return glue.text_file_task(
-        train_file,
-        validation_file,
-        text_columns=args.text_columns,
-        label_column=args.label_column,
-        metric=args.metric,
-    )
-
-
-def to_dataset(texts, labels=None, indices=None):
-    if indices is not None:
-        texts = tuple([t[i] for i in indices] for t in texts)
-        labels = None if labels is None else labels[indices]
-    features = tuple(tf.constant(t, tf.string) for t in texts)
-    features = features if len(features) == 2 else features[0]
-    if labels is None:
-        return tf.data.Dataset.from_tensor_slices(features)
-    return tf.data.Dataset.from_tensor_slices((features, labels))
-
-
 def method_name(config):
     if config["no_addrop"]:
         return "plain"
     name = f"addrop-{config['attribution']}"
     if config["labels"] != "pseudo":
         name += f"-{config['labels']}"
+    if config.get("attribution_score", "logit") != "logit":
+        name += "-" + config["attribution_score"].replace("_", "-")
     if config["drop_region"] != "high":
         name += f"-{config['drop_region']}"
     if config["no_cross_tuning"]:
@@ -275,86 +203,6 @@ def resumable_epochs(backup, epoch_log):
     return records
 
 
-@dataclasses.dataclass
-class RunData:
-    """A run's data, read and checked: the task, the training examples
-    (`indices` into `texts` and `labels`: the sample it trains on) and the
-    dev examples."""
-
-    task: object
-    texts: tuple
-    labels: np.ndarray
-    indices: np.ndarray
-    dev_texts: tuple
-    dev_labels: np.ndarray
-
-
-def resolve_data(args):
-    """Reads the run's task and files and draws its training sample."""
-    with user_errors():
-        task, (texts, labels), (dev_texts, dev_labels) = load_task_data(args)
-    if args.few_shot is not None and task.is_regression:
-        raise RunError(
-            f"--few-shot needs a classification task, not {task.name}"
-        )
-    with user_errors():
-        indices = glue.sample_indices(
-            labels, args.train_limit, args.few_shot, seed=args.sample_seed
-        )
-    return RunData(task, texts, labels, indices, dev_texts, dev_labels)
-
-
-def build(args, task, preset):
-    """The compiled AD-DROP classifier, its preprocessor and the preset's
-    family (the stock keras-hub classifier class), from the run's model and
-    optimizer options."""
-    with user_errors():
-        cls = classifier_class(preset)
-        preprocessor = preprocessor_for(cls, preset, args.max_length)
-        addrop = run_options.model_arguments(args)
-        model = build_classifier(cls, preset, args.pooling, task, addrop)
-    model.addrop_enabled = not args.no_addrop
-    loss = (
-        keras.losses.MeanSquaredError()
-        if task.is_regression
-        else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    )
-    model.compile(
-        optimizer=keras.optimizers.AdamW(
-            args.learning_rate, weight_decay=args.weight_decay
-        ),
-        loss=loss,
-        # keras-hub's default accuracy means nothing for regression.
-        metrics=[] if task.is_regression else ["accuracy"],
-    )
-    return model, preprocessor, cls._stock_cls
-
-
-def batches(args, data, preprocessor, initial_epoch):
-    """The training and dev batches; the training batches shuffled
-    (seeded, length-aware) as from `initial_epoch`."""
-    length_aware = not args.no_length_aware
-    train = glue.preprocessed_batches(
-        to_dataset(data.texts, data.labels, data.indices),
-        preprocessor,
-        args.batch_size,
-        length_aware=length_aware,
-        shuffle=True,
-        seed=args.seed,
-        initial_epoch=initial_epoch,
-        pad_to_multiple_of=backend.WIDTH_MULTIPLE,
-        batch_multiple=backend.batch_multiple(),
-    )
-    dev = glue.preprocessed_batches(
-        to_dataset(data.dev_texts, data.dev_labels),
-        preprocessor,
-        args.batch_size,
-        length_aware=length_aware,
-        pad_to_multiple_of=backend.WIDTH_MULTIPLE,
-    )
-    return train, dev
-
-
 def fit(args, model, train, callbacks, output):
     """`model.fit`; a run that stops with an error leaves `FAILED.txt` in
     `output`, saying how far it got and how to resume."""
@@ -394,8 +242,9 @@ def write_results(result, model, output, save_model=True):
     plot_losses(result, os.path.join(output, "losses.png"))
 
 
-def finetune(args):
-    """One fine-tuning run; writes `results.json` and returns its content.
+def finetune(args, kind):
+    """One fine-tuning run of the task type `kind`; writes `results.json`
+    and returns its content.
 
     The run backs itself up every epoch (`keras.callbacks.BackupAndRestore`
     in `OUTPUT/backup`): the same command, run again after an interruption,
@@ -403,12 +252,10 @@ def finetune(args):
     """
     strategy = args.strategy
     scope = distribution_scope(strategy)
-    data = resolve_data(args)
+    data = kind.resolve_data(args)
     preset = resolve_preset(args.preset)
     config = run_options.recorded_config(args)
     config["preset"] = preset
-    if args.train_file is not None:  # The columns used, found or given.
-        config["text_columns"] = list(data.task.text_features)
     output = worker_output(args.output)
     keras.utils.set_random_seed(args.seed)
 
@@ -421,19 +268,18 @@ def finetune(args):
                 f"--batch-size {args.batch_size} does not split evenly over "
                 f"the {devices} devices of --strategy {strategy}"
             )
-        model, preprocessor, family = build(args, data.task, preset)
+        model, preprocessor, family = kind.build(args, data, preset)
 
         # Inputs, preset and model are checked: the run starts here.
         os.makedirs(output, exist_ok=True)
         epoch_log = os.path.join(output, EPOCH_LOG)
         backup = os.path.join(output, "backup")
         previous = resumable_epochs(backup, epoch_log)
-        train, dev = batches(args, data, preprocessor, len(previous))
-        evaluation = glue.GlueEvaluation(
-            data.task,
-            dev,
-            patience=args.patience,
-            history=[e["dev"] for e in previous],
+        train, dev = kind.batches(args, data, preprocessor, len(previous))
+        summary = kind.summary(args, data)
+        config.update(summary.pop("config", {}))
+        evaluation = kind.evaluation(
+            args, data, dev, preprocessor, [e["dev"] for e in previous]
         )
         callbacks = [evaluation, EpochLog(epoch_log, evaluation)]
         if not args.no_addrop and not args.no_cross_tuning:
@@ -446,45 +292,31 @@ def finetune(args):
         start = time.time()
         fit(args, model, train, callbacks, output)
         seconds = time.time() - start
-        result = results(
-            config, data, evaluation, read_epoch_log(epoch_log), previous
-        )
-        result["family"] = family.__name__
-        result["wall_seconds"] = seconds
-        result["train_examples_per_second"] = (
-            len(data.indices)
-            * (len(result["epochs"]) - len(previous))
-            / seconds
-        )
+        epochs = read_epoch_log(epoch_log)
+        result = {
+            "config": config,
+            "backend": keras.config.backend(),
+            "method": method_name(config),
+            **summary,
+            "epochs": epochs,
+            "best_epoch": evaluation.best_epoch,
+            "best": evaluation.best,
+            "last": evaluation.history[-1],
+            "resumed_after_epoch": len(previous),
+            # All epochs, those before a resume included; None for a run
+            # resumed from an epoch log older than the per-epoch timing.
+            "epoch_seconds": sum(e["seconds"] for e in epochs)
+            if all("seconds" in e for e in epochs)
+            else None,
+            "family": family.__name__,
+            "wall_seconds": seconds,
+            "train_examples_per_second": summary["train_examples"]
+            * (len(epochs) - len(previous))
+            / seconds,
+        }
+        model.preprocessor = kind.saved_preprocessor(preprocessor)
         write_results(result, model, output, save_model=not args.no_save_model)
         return result
-
-
-def results(config, data, evaluation, epochs, previous):
-    """What `results.json` says of a finished run, but its timing."""
-    task = data.task
-    return {
-        "config": config,
-        "backend": keras.config.backend(),
-        "method": method_name(config),
-        "task": task.name,
-        "main_metric": task.metrics[0],
-        "train_examples": int(len(data.indices)),
-        "dev_examples": int(len(data.dev_labels)),
-        "majority_baseline": glue.majority_baseline(
-            task, data.labels[data.indices], data.dev_labels
-        ),
-        "epochs": epochs,
-        "best_epoch": evaluation.best_epoch,
-        "best": evaluation.best,
-        "last": evaluation.history[-1],
-        "resumed_after_epoch": len(previous),
-        # All epochs, those before a resume included; None for a run
-        # resumed from an epoch log older than the per-epoch timing.
-        "epoch_seconds": sum(e["seconds"] for e in epochs)
-        if all("seconds" in e for e in epochs)
-        else None,
-    }
 
 
 def plot_losses(result, path):
@@ -537,8 +369,9 @@ def describe(result):
     return "\n".join(lines)
 
 
-def sweep(args):
-    """Runs a grid of p, q and seeds; finished runs are skipped."""
+def sweep(args, finetune):
+    """Runs a grid of p, q and seeds (each run by `finetune(args)`);
+    finished runs are skipped."""
     grid = itertools.product(args.candidate_ratios, args.drop_rates, args.seeds)
     root = args.output
     for p, q, seed in grid:
@@ -561,49 +394,3 @@ def argparse_copy(args, **changes):
     return copy
 
 
-def predict(args):
-    """Writes test-set predictions as `index<TAB>prediction` rows."""
-    with user_errors():
-        task = glue.get_task(args.task)
-    if not os.path.isfile(args.model):
-        raise RunError(f"no model file at {args.model}")
-    import keras_addrop  # noqa: F401 -- registers the classes for loading.
-
-    model = keras.saving.load_model(args.model)
-    preset = resolve_preset(args.preset)
-    cls = classifier_class(preset)
-    preprocessor = preprocessor_for(cls, preset, args.max_length)
-    split = args.split
-    with user_errors():
-        if args.glue_dir is not None:
-            texts, _ = glue.read_glue_tsv(task, split, args.glue_dir)
-            dataset = to_dataset(texts)
-        else:
-            dataset = glue.load_glue(task, split, data_dir=args.data_dir)
-        labelled = glue.loading.is_labelled(task.resolve_split(split))
-    if labelled:
-        dataset = dataset.map(lambda x, y: x)
-    batches = glue.preprocessed_batches(
-        dataset,
-        preprocessor,
-        args.batch_size,
-        labelled=False,
-        length_aware=False,
-    )
-    outputs = np.concatenate(
-        [np.asarray(model.predict_on_batch(x)) for x in batches]
-    )
-    predictions = glue.predictions_from_outputs(task, outputs)
-    names_in_files = task.name in ("RTE", "QNLI", "MNLI")
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output, "w") as f:
-        f.write("index\tprediction\n")
-        for i, value in enumerate(predictions):
-            if task.is_regression:
-                value = f"{min(max(float(value), 0.0), 5.0):.3f}"
-            elif names_in_files:
-                value = task.label_names[int(value)]
-            else:
-                value = int(value)
-            f.write(f"{i}\t{value}\n")
-    print(f"wrote {len(predictions)} predictions to {args.output}")
