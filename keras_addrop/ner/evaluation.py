@@ -4,8 +4,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_addrop.backend import WIDTH_MULTIPLE
 from keras_addrop.callbacks import DevEvaluation
-from keras_addrop.glue.batching import array_batches
+from keras_addrop.glue.batching import _lengths
 from keras_addrop.glue.evaluation import _predict_function
 from keras_addrop.ner.entities import entity_scores
 
@@ -100,38 +101,54 @@ class EntityEvaluation(DevEvaluation):
         self.tag_names = list(tag_names)
         ids = TaggedSentences(words, self.tags).tag_ids(self.tag_names)
         x, y, sample_weight = preprocess_sentences(preprocessor, words, ids)
-        self.dataset = array_batches(
-            x, y, sample_weight, batch_size=batch_size, length_aware=False
-        )
+        self.batches = list(_ordered_batches(x, y, sample_weight, batch_size))
         self.first_pieces = preprocessor.first_pieces(words).to_list()
         super().__init__("f1", patience, history)
 
     def evaluate(self):
         predict = _predict_function(self.model)
         logits, labels, weights = [], [], []
-        for x, y, sample_weight in self.dataset:
+        for x, y, sample_weight in self.batches:
             logits.append(np.asarray(predict(x), "float64"))
             labels.append(np.asarray(y))
             weights.append(np.asarray(sample_weight))
-        logits = np.concatenate(logits)
-        predicted = logits.argmax(-1)
+        # One row per sentence, as wide as its batch.
+        predicted = [row for batch in logits for row in batch.argmax(-1)]
         tags = [
-            [self.tag_names[predicted[b, s] if s >= 0 else 0] for s in starts]
+            [self.tag_names[predicted[b][s] if s >= 0 else 0] for s in starts]
             for b, starts in enumerate(self.first_pieces)
         ]
         scores = entity_scores(self.tags, tags)
         metrics = {k: scores[k] for k in ("f1", "precision", "recall")}
-        metrics["loss"] = _token_loss(
-            logits, np.concatenate(labels), np.concatenate(weights)
-        )
+        metrics["loss"] = _token_loss(logits, labels, weights)
         metrics["types"] = scores["types"]
         return metrics
 
 
+def _ordered_batches(x, y, sample_weight, batch_size):
+    """Batches in sentence order, each cut to its longest sentence (a
+    multiple of `backend.WIDTH_MULTIPLE`): a dev set of short sentences
+    costs what they are, not `sequence_length`."""
+    lengths = _lengths(x)
+    full = x["token_ids"].shape[1]
+    for start in range(0, len(lengths), batch_size):
+        end = start + batch_size
+        width = -(-max(lengths[start:end].max(), 1) // WIDTH_MULTIPLE)
+        width = min(width * WIDTH_MULTIPLE, full)
+        yield (
+            {k: v[start:end, :width] for k, v in x.items()},
+            y[start:end, :width],
+            sample_weight[start:end, :width],
+        )
+
+
 def _token_loss(logits, labels, weights):
     """Mean cross-entropy of the tokens with weight > 0, in float64."""
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
-    picked = np.take_along_axis(log_probs, labels[..., None], -1)[..., 0]
-    total = weights.sum()
-    return float(-(picked * weights).sum() / total) if total else 0.0
+    total, count = 0.0, 0.0
+    for batch, label, weight in zip(logits, labels, weights):
+        shifted = batch - batch.max(axis=-1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+        picked = np.take_along_axis(log_probs, label[..., None], -1)[..., 0]
+        total += float(-(picked * weight).sum())
+        count += float(weight.sum())
+    return total / count if count else 0.0

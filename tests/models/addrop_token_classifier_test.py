@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from absl.testing import parameterized
 
+import keras_addrop
 from keras_addrop.attribution import compute_attribution
 from keras_addrop.layers import addrop_scope
 from keras_addrop.layers.addrop_attention import CapturedAttention
@@ -128,6 +129,62 @@ class ADDropTokenClassifierTest(TestCase):
         )
         for a, b in zip(third, fourth):
             self.assertAllClose(a, b, atol=0, rtol=0)
+
+    @parameterized.named_parameters(
+        ("integrated_gradients", {"attribution": "integrated_gradients"}),
+        ("attention", {"attribution": "attention"}),
+        ("random", {"attribution": "random"}),
+        ("gold_labels", {"attribution_labels": "gold"}),
+        ("drop_low", {"drop_region": "low"}),
+        ("log_probability", {"attribution_score": "log_probability"}),
+    )
+    def test_every_addrop_variant_trains_with_cross_tuning(self, options):
+        model = tagger("bert", addrop_layers="all", ig_steps=2, **options)
+        x, tags, weights = token_inputs(model.backbone)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2))
+        history = model.fit(
+            x,
+            tags,
+            sample_weight=weights,
+            epochs=2,
+            verbose=0,
+            callbacks=[keras_addrop.callbacks.CrossTuning()],
+        )
+        fractions = history.history["addrop_drop_fraction"]
+        self.assertEqual(fractions[0], 0.0)
+        self.assertGreater(fractions[1], 0.0)
+        self.assertTrue(np.all(np.isfinite(history.history["loss"])))
+
+    @parameterized.named_parameters(
+        ("float16", "mixed_float16"), ("bfloat16", "mixed_bfloat16")
+    )
+    def test_mixed_precision_trains_and_ranks_as_float32(self, policy):
+        reference = scaled_up_weights(tagger("bert", addrop_layers="all"))
+        x, tags, weights = token_inputs(reference.backbone)
+        full = compute_attribution(reference, x, sample_weight=weights)
+        try:
+            keras.mixed_precision.set_global_policy(policy)
+            model = tagger("bert", addrop_layers="all")
+            model.set_weights(reference.get_weights())
+            half = compute_attribution(model, x, sample_weight=weights)
+            model.compile(optimizer=keras.optimizers.Adam(1e-3))
+            history = model.fit(
+                x, tags, sample_weight=weights, epochs=1, verbose=0
+            )
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        self.assertEqual(model.compute_dtype, policy.split("_")[1])
+        self.assertTrue(np.all(np.isfinite(history.history["loss"])))
+        self.assertGreater(history.history["addrop_drop_fraction"][0], 0.0)
+        for a, b in zip(half, full):
+            a, b = to_numpy(a, "float32"), to_numpy(b)
+            self.assertTrue(np.all(np.isfinite(a)))
+            # The same keys lead each row (8 or 11 mantissa bits).
+            rows = np.broadcast_to(
+                np.asarray(x["padding_mask"])[:, None, :] > 0, a.shape[:-1]
+            )
+            agreement = np.mean((a.argmax(-1) == b.argmax(-1))[rows])
+            self.assertGreater(agreement, 0.8)
 
     def test_padding_keys_get_zero_probability_under_the_masks(self):
         model = tagger("bert", addrop_layers="all", candidate_ratio=1.0)

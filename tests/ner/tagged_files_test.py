@@ -2,6 +2,7 @@ import os
 
 import pytest
 
+from keras_addrop.ner import load_conll2003
 from keras_addrop.ner import read_tagged_file
 from keras_addrop.ner import wnut16_file
 from tests.test_case import TestCase
@@ -84,3 +85,20 @@ class WnutTest(TestCase):
         self.assertEqual(sum(map(len, data.words)), 46469)
         types = {t[2:] for t in data.tag_names() if t != "O"}
         self.assertLen(types, 10)
+
+    def test_conll2003_from_tensorflow_datasets_gives_tag_strings(self):
+        tfds = pytest.importorskip("tensorflow_datasets")
+        with tfds.testing.mock_data(num_examples=4):
+            sentences = load_conll2003("validation")
+        self.assertLen(sentences.words, 4)
+        names = {"O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"}
+        names |= {"B-MISC", "I-MISC"}
+        for words, tags in zip(sentences.words, sentences.tags):
+            self.assertLen(tags, len(words))
+            self.assertTrue(set(tags) <= names)
+            self.assertTrue(all(isinstance(w, str) for w in words))
+
+    def test_conll2003_that_is_not_prepared_says_how_to_get_it(self):
+        pytest.importorskip("tensorflow_datasets")
+        with self.assertRaisesRegex(RuntimeError, "Prepare it where there"):
+            load_conll2003("train", data_dir=self.get_temp_dir())
