@@ -5,7 +5,7 @@ dev split inside) is split by sentence, 80/20 with seed 0
 (`TaggedSentences.split(0.2, seed=0)`), into CoNLL files in a cache folder
 outside the repository (its licence is not stated: never copy it in). Each
 run is one `keras-addrop finetune --task ner` process with the same
-recipe, fixed before any run: AdamW 5e-5 (weight decay 0.01), batch 32,
+recipe, fixed before any AD-DROP run: AdamW 1e-4 (weight decay 0.01), batch 32,
 128 tokens, `--epochs` epochs. AD-DROP: GA, p = q = 0.3, all layers,
 cross-tuning, with the two attribution scores (`logit`, the paper's;
 `log_probability`, the authors' NER code). A folder holding a
@@ -30,7 +30,7 @@ METHODS = {
     "addrop-log-probability": ["--attribution-score", "log_probability"],
 }
 RECIPE = [
-    "--learning-rate", "5e-5", "--weight-decay", "0.01", "--batch-size",
+    "--learning-rate", "1e-4", "--weight-decay", "0.01", "--batch-size",
     "32", "--max-length", "128", "--candidate-ratio", "0.3", "--drop-rate",
     "0.3", "--addrop-layers", "all",
 ]  # fmt: skip
@@ -87,7 +87,7 @@ def run(method, seed, epochs, files, threads):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--jobs", type=int, default=1)
     args = parser.parse_args()

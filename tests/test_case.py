@@ -238,6 +238,24 @@ def deterministic_tagger(**compile_kwargs):
     return model
 
 
+def fit_tagger_cross_tuned(model, x, tags, weights):
+    """Two cross-tuned epochs (plain, AD-DROP) of batches of 8, the same
+    batch as validation data; the history."""
+    from keras_addrop.callbacks import CrossTuning
+
+    return model.fit(
+        x,
+        tags,
+        sample_weight=weights,
+        batch_size=8,
+        epochs=2,
+        shuffle=False,
+        verbose=0,
+        validation_data=(x, tags, weights),
+        callbacks=[CrossTuning()],
+    ).history
+
+
 def backend_pair_model():
     """The AD-DROP classifier the cross-backend tests build on each backend:
     no dropout, every layer, every candidate dropped (q = 1)."""

@@ -19,6 +19,7 @@ import keras_addrop  # noqa: E402
 from keras_addrop import backend  # noqa: E402
 from tests.test_case import deterministic_model  # noqa: E402
 from tests.test_case import deterministic_tagger  # noqa: E402
+from tests.test_case import fit_tagger_cross_tuned  # noqa: E402
 from tests.test_case import tiny_batch  # noqa: E402
 from tests.test_case import tiny_token_batch  # noqa: E402
 
@@ -37,18 +38,7 @@ def fit(model, x, y):
 
 def fit_tagger(x, tags, weights):
     model = deterministic_tagger()
-    history = model.fit(
-        x,
-        tags,
-        sample_weight=weights,
-        batch_size=8,
-        epochs=2,
-        shuffle=False,
-        verbose=0,
-        validation_data=(x, tags, weights),
-        callbacks=[keras_addrop.callbacks.CrossTuning()],
-    ).history
-    return model, history
+    return model, fit_tagger_cross_tuned(model, x, tags, weights)
 
 
 def main():

@@ -25,6 +25,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 import keras_addrop  # noqa: E402
 from tests.test_case import deterministic_tagger  # noqa: E402
 from tests.test_case import differences_from_keras_step  # noqa: E402
+from tests.test_case import fit_tagger_cross_tuned  # noqa: E402
 from tests.test_case import tiny_backbone  # noqa: E402
 from tests.test_case import tiny_batch  # noqa: E402
 from tests.test_case import tiny_token_batch  # noqa: E402
@@ -53,18 +54,7 @@ def token_classifier_runs(single, mirrored):
     for name, strategy in (("single", single), ("mirrored", mirrored)):
         with strategy.scope():
             model = deterministic_tagger()
-        history = model.fit(
-            x,
-            tags,
-            sample_weight=weights,
-            batch_size=8,
-            epochs=2,
-            shuffle=False,
-            verbose=0,
-            validation_data=(x, tags, weights),
-            callbacks=[keras_addrop.callbacks.CrossTuning()],
-        )
-        report[name] = history.history
+        report[name] = fit_tagger_cross_tuned(model, x, tags, weights)
         trained.append([w.numpy() for w in model.weights])
     report["max_weight_difference"] = float(
         max(np.abs(a - b).max() for a, b in zip(*trained))
