@@ -16,6 +16,7 @@ from keras_addrop.models.token_classifier_preprocessor import (
     TokenClassifierPreprocessor,
 )
 from keras_addrop.ner.entity_f1 import EntityF1
+from keras_addrop.ner.entity_f1 import validate_tag_names
 from keras_addrop.train_step import with_addrop_arguments
 from keras_addrop.validation import validate_positive_int
 from keras_addrop.validation import validate_ratio
@@ -136,13 +137,12 @@ class ADDropTokenClassifier(ADDropTask, keras_hub.models.Task):
         num_classes = validate_positive_int("num_classes", num_classes)
         dropout = validate_ratio("dropout", dropout, include_one=False)
         if tag_names is not None:
-            tag_names = list(tag_names)
+            tag_names = validate_tag_names(tag_names)
             if len(tag_names) != num_classes:
                 raise ValueError(
                     "`tag_names` needs one tag per class. Received: "
                     f"tag_names={tag_names} for num_classes={num_classes}"
                 )
-            EntityF1(tag_names)  # Checks the tags.
         swap_attention(backbone)
         if preprocessor is not None:
             # The inputs this backbone takes, and no others.

@@ -16,6 +16,27 @@ _BEFORE = ("O", "")
 _AFTER = ("O", "_")
 
 
+def validate_tag_names(tag_names):
+    """`tag_names` as a list, checked: a non-empty string per class, no
+    tag twice, at least one entity tag."""
+    tag_names = list(tag_names)
+    if not tag_names or not all(isinstance(t, str) and t for t in tag_names):
+        raise ValueError(
+            "`tag_names` needs a non-empty string per class. "
+            f"Received: tag_names={tag_names}"
+        )
+    if len(set(tag_names)) != len(tag_names):
+        raise ValueError(
+            f"`tag_names` has a repeated tag. Received: tag_names={tag_names}"
+        )
+    if all(split_tag(tag)[0] == "O" for tag in tag_names):
+        raise ValueError(
+            "`tag_names` has no entity tag, only `O`. Received: "
+            f"tag_names={tag_names}"
+        )
+    return tag_names
+
+
 @keras_addrop_export("keras_addrop.ner.EntityF1")
 class EntityF1(keras.metrics.Metric):
     """Entity-level micro F1 over words, for token classifiers' `fit`.
@@ -67,27 +88,10 @@ class EntityF1(keras.metrics.Metric):
 
     def __init__(self, tag_names, name="entity_f1", dtype=None):
         super().__init__(name=name, dtype=dtype)
-        tag_names = list(tag_names)
-        if not tag_names or not all(
-            isinstance(t, str) and t for t in tag_names
-        ):
-            raise ValueError(
-                "`tag_names` needs a non-empty string per class. "
-                f"Received: tag_names={tag_names}"
-            )
-        if len(set(tag_names)) != len(tag_names):
-            raise ValueError(
-                f"`tag_names` has a repeated tag. Received: tag_names="
-                f"{tag_names}"
-            )
+        tag_names = validate_tag_names(tag_names)
         self.tag_names = tag_names
         parts = [split_tag(tag) for tag in tag_names]
         self.types = sorted({kind for prefix, kind in parts if prefix != "O"})
-        if not self.types:
-            raise ValueError(
-                "`tag_names` has no entity tag, only `O`. Received: "
-                f"tag_names={tag_names}"
-            )
         # Index len(tag_names) is the boundary: before the first word in a
         # start row, after the last word (and padding) elsewhere.
         before, after = parts + [_BEFORE], parts + [_AFTER]

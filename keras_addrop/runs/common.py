@@ -1,7 +1,7 @@
 """The plumbing every fine-tuning run shares, whatever its task type.
 
 A task type is a module of this package (`text_classification`,
-`token_classification`) with five functions, which `finetune` calls in
+`token_classification`) with six functions, which `finetune` calls in
 order:
 
 - `resolve_data(args)`: the run's data, read and checked;
