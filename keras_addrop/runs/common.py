@@ -392,5 +392,3 @@ def argparse_copy(args, **changes):
     for key, value in changes.items():
         setattr(copy, key, value)
     return copy
-
-
