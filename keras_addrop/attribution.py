@@ -62,8 +62,8 @@ def attribution_target(
     Returns:
         A float32 scalar.
     """
-    y_pred = ops.cast(y_pred, "float32")
     if y_pred.shape[-1] == 1 and len(y_pred.shape) == 2:
+        y_pred = ops.cast(y_pred, "float32")
         if y is None:
             raise ValueError(
                 "A regression model (one output unit) has no pseudo label: "
@@ -89,10 +89,13 @@ def attribution_target(
         # Tokens that do not count may carry any label (-100, ...).
         classes = ops.where(counts, ops.cast(classes, "int32"), 0)
     if score == "log_probability":
-        y_pred = ops.log_softmax(y_pred, axis=-1)
+        y_pred = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)
+    # Picked first, then cast: a language model's float16 logits are never
+    # copied to float32 over the whole vocabulary for the logit score.
     picked = ops.take_along_axis(
         y_pred, ops.expand_dims(ops.cast(classes, "int32"), -1), axis=-1
     )
+    picked = ops.cast(picked, "float32")
     if counts is not None:
         picked = ops.where(ops.expand_dims(counts, -1), picked, 0.0)
     return ops.sum(picked)

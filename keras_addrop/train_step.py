@@ -397,7 +397,9 @@ class ADDropTrainStep(backend.KerasTrainerFixes):
         `keras_addrop.attribution.compute_attribution`) with the batch and
         the pass's outputs, as Keras calls `compute_loss`. The default is
         `keras_addrop.attribution.attribution_target` with the model's
-        `attribution_score`; a task type overrides it to differentiate
+        `attribution_score`, over the tokens with `sample_weight > 0` for
+        token-level outputs (every real token where the batch has no
+        `sample_weight`); a task type overrides it to differentiate
         something else.
 
         Args:
@@ -411,7 +413,10 @@ class ADDropTrainStep(backend.KerasTrainerFixes):
         Returns:
             A float32 scalar tensor.
         """
-        del x  # The default target reads the outputs only.
+        if sample_weight is None and x is not None and len(y_pred.shape) == 3:
+            # Token-level outputs attributed without weights (a batch shown
+            # for inspection): every real token counts.
+            sample_weight = self._addrop_bool_padding_mask(x)
         return attribution_target(
             y_pred, y, labels, sample_weight, score=self.attribution_score
         )

@@ -131,6 +131,102 @@ def tiny_family_task(family, num_classes=3, dropout=0.1):
     )
 
 
+# Tiny random decoder backbones of the causal-LM families: 2 layers,
+# grouped-query attention where the family has it (4 query heads over 2
+# key/value heads).
+_GQA = {"num_query_heads": 4, "num_key_value_heads": 2}
+_DECODER_ARGUMENTS = {
+    "gpt2": (keras_hub.models.GPT2Backbone, {"num_heads": 2}),
+    "opt": (keras_hub.models.OPTBackbone, {"num_heads": 2}),
+    "llama": (keras_hub.models.LlamaBackbone, _GQA),
+    "llama3": (keras_hub.models.Llama3Backbone, _GQA),
+    "mistral": (keras_hub.models.MistralBackbone, _GQA),
+    "mixtral": (keras_hub.models.MixtralBackbone, {**_GQA, "num_experts": 2}),
+    "qwen": (keras_hub.models.QwenBackbone, _GQA),
+    "qwen3": (keras_hub.models.Qwen3Backbone, {**_GQA, "head_dim": 4}),
+    "phi3": (keras_hub.models.Phi3Backbone, _GQA),
+    "smollm3": (
+        keras_hub.models.SmolLM3Backbone,
+        {
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "attention_bias": False,
+            "attention_dropout": 0.0,
+            "rope_layer_enabled_list": [True, False],
+            "layer_types": ["attention", "attention"],
+            "mlp_bias": False,
+            "layer_norm_epsilon": 1e-6,
+            "max_position_embeddings": 32,
+            "rope_theta": 10000.0,
+            "partial_rotary_factor": 1.0,
+        },
+    ),
+    "gemma": (keras_hub.models.GemmaBackbone, {**_GQA, "head_dim": 4}),
+    "gemma3": (
+        keras_hub.models.Gemma3Backbone,
+        {**_GQA, "head_dim": 4, "image_size": 16},
+    ),
+    "gpt_neo_x": (keras_hub.models.GPTNeoXBackbone, {"num_heads": 2}),
+}
+DECODER_FAMILIES = tuple(_DECODER_ARGUMENTS)
+_WITH_MAX_LENGTH = ("gpt2", "opt", "gpt_neo_x")
+
+
+def tiny_decoder_backbone(family, vocabulary_size=30):
+    """A tiny random decoder backbone of a causal-LM family."""
+    backbone_cls, extra = _DECODER_ARGUMENTS[family]
+    if family in _WITH_MAX_LENGTH:
+        extra = {**extra, "max_sequence_length": 16, "dropout": 0.0}
+    return backbone_cls(
+        vocabulary_size=vocabulary_size,
+        num_layers=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        **extra,
+    )
+
+
+def tiny_causal_lms(family, **addrop_kwargs):
+    """`(AD-DROP causal LM, stock causal LM)` of a family, without
+    preprocessors, with the same random weights."""
+    from keras_addrop.models.addrop_causal_lm import FAMILIES
+
+    ours_cls = next(
+        cls
+        for stock, cls in FAMILIES.items()
+        if stock.backbone_cls is _DECODER_ARGUMENTS[family][0]
+    )
+    stock = ours_cls._stock_cls(
+        backbone=tiny_decoder_backbone(family), preprocessor=None
+    )
+    ours = ours_cls(
+        backbone=tiny_decoder_backbone(family),
+        preprocessor=None,
+        **addrop_kwargs,
+    )
+    ours.set_weights(stock.get_weights())
+    return ours, stock
+
+
+def causal_batch(batch_size=2, seq_len=8, vocabulary_size=30, seed=0):
+    """Preprocessed causal-LM inputs (the last example right-padded),
+    next-token labels, and sample weights with a prompt (weight 0) of
+    2 tokens on the first example."""
+    rng = np.random.default_rng(seed)
+    lengths = np.full((batch_size, 1), seq_len)
+    lengths[-1] = seq_len - 3
+    padding_mask = np.arange(seq_len)[None, :] < lengths
+    token_ids = rng.integers(1, vocabulary_size, (batch_size, seq_len))
+    token_ids = token_ids * padding_mask
+    x = {"token_ids": token_ids.astype("int32"), "padding_mask": padding_mask}
+    y = np.concatenate([token_ids[:, 1:], np.zeros((batch_size, 1))], 1)
+    weight = np.concatenate(
+        [padding_mask[:, 1:], np.zeros((batch_size, 1), bool)], 1
+    ).astype("float32")
+    weight[0, :2] = 0.0
+    return x, y.astype("int32"), weight
+
+
 def scaled_up_weights(model, seed=0):
     """`model` with every weight drawn from N(0, 0.5^2): larger than the
     initializers' 0.02, so that logits depend on the attention weights

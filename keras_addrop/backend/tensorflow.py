@@ -225,9 +225,13 @@ def distribution_scope(strategy):
 def predict_function(model):
     # A plain call on this process's batches: `predict_on_batch` would
     # gather every worker's copy under a multi-worker strategy.
-    return tf.function(
-        lambda x: model(x, training=False), reduce_retracing=True
-    )
+    # Without AutoGraph, which has nothing to convert here and once failed
+    # to parse this function's source ("AST constructor recursion depth
+    # mismatch"), warning on stderr.
+    def predict(x):
+        return model(x, training=False)
+
+    return tf.function(predict, reduce_retracing=True, autograph=False)
 
 
 def gradients_of_captured(forward, layers):

@@ -4,6 +4,9 @@ import threading
 
 import keras
 from keras import ops
+from keras_hub.src.layers.modeling.cached_multi_head_attention import (
+    CachedMultiHeadAttention,
+)
 
 from keras_addrop.api_export import keras_addrop_export
 from keras_addrop.layers.attention_call import AttentionCall
@@ -291,3 +294,34 @@ class ADDropAttention(keras.layers.MultiHeadAttention):
         # `attention_output` = [B, T, N, H]
         attention_output = ops.einsum(self._combine_equation, weights, value)
         return attention_output, probabilities
+
+
+@keras_addrop_export("keras_addrop.layers.ADDropCachedMultiHeadAttention")
+class ADDropCachedMultiHeadAttention(CachedMultiHeadAttention, ADDropAttention):
+    """keras-hub's `CachedMultiHeadAttention` that AD-DROP can mask and
+    attribute.
+
+    The self-attention of keras-hub's `TransformerDecoder` (GPT-2, OPT): a
+    `keras.layers.MultiHeadAttention` with a key/value cache for
+    generation, whose `call` computes attention through
+    `_compute_attention`, which `keras_addrop.layers.ADDropAttention`
+    masks and captures as it does for encoders. Outside an AD-DROP scope,
+    generation with the cache included, the stock computation; the same
+    weights, no new state, converted in place by
+    `keras_addrop.swap_attention`.
+
+    Args:
+        num_heads: int. Number of attention heads.
+        key_dim: int. Size of each attention head for query and key.
+        **kwargs: any other `CachedMultiHeadAttention` argument.
+
+    Example:
+
+    ```python
+    layer = keras_addrop.layers.ADDropCachedMultiHeadAttention(
+        num_heads=2, key_dim=4
+    )
+    query = keras.random.normal((2, 5, 8))
+    output = layer(query, query)  # Exactly CachedMultiHeadAttention.
+    ```
+    """

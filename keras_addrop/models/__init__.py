@@ -1,9 +1,11 @@
+from keras_addrop.models import addrop_causal_lm as _addrop_causal_lm
 from keras_addrop.models.addrop_albert_text_classifier import (
     ADDropAlbertTextClassifier,
 )
 from keras_addrop.models.addrop_bert_text_classifier import (
     ADDropBertTextClassifier,
 )
+from keras_addrop.models.addrop_causal_lm import ADDropCausalLM
 from keras_addrop.models.addrop_deberta_v3_text_classifier import (
     ADDropDebertaV3TextClassifier,
 )
@@ -27,4 +29,9 @@ from keras_addrop.models.presets import minilm_l6_preset
 from keras_addrop.models.swap_attention import swap_attention
 from keras_addrop.models.token_classifier_preprocessor import (
     TokenClassifierPreprocessor,
+)
+
+# One AD-DROP class per stock causal LM, e.g. `ADDropLlama3CausalLM`.
+globals().update(
+    {cls.__name__: cls for cls in _addrop_causal_lm.FAMILY_CLASSES}
 )

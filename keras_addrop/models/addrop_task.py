@@ -61,6 +61,27 @@ def family_names(task_type, names=None):
     return ", ".join(sorted(found, key=str.lower))
 
 
+def stock_task_class(preset, task_base):
+    """The stock keras-hub task class a preset loads as.
+
+    A keras-hub folder with a `task.json` names its class (an AD-DROP class
+    stands for its stock class); otherwise the preset's backbone class
+    picks the subclass of `task_base` (`keras_hub.models.TextClassifier`,
+    `keras_hub.models.CausalLM`, ...), as `task_base.from_preset` picks it.
+    Where keras-hub has no such task for the backbone, the backbone class.
+    """
+    if preset_utils.check_file_exists(preset, preset_utils.TASK_CONFIG_FILE):
+        config = preset_utils.load_json(preset, preset_utils.TASK_CONFIG_FILE)
+        task_cls = preset_utils.check_config_class(config)
+        return getattr(task_cls, "_stock_cls", None) or task_cls
+    loader = preset_utils.get_preset_loader(preset)
+    backbone_cls = loader.check_backbone_class()
+    try:
+        return preset_utils.find_subclass(preset, task_base, backbone_cls)
+    except ValueError:
+        return backbone_cls  # No such task: refused by the caller.
+
+
 def split_addrop_arguments(preset, kwargs):
     """`(AD-DROP arguments, other arguments)` of a `from_preset` call; the
     preset's `addrop.json`, if any, fills the AD-DROP arguments not passed."""
@@ -96,6 +117,10 @@ class ADDropTask(ADDropTrainStep):
     # The names `backbone.enable_lora` needs, where keras-hub's default
     # names match none of the family's layers.
     _lora_layer_names = None
+    # Of a task type with one AD-DROP class per stock task: the stock tasks'
+    # keras-hub base class, and the task type's name in messages.
+    _stock_base = None
+    _noun = None
 
     def __init__(self, *args, **kwargs):
         # The stock tasks take the backbone first; a task type that builds
@@ -113,6 +138,67 @@ class ADDropTask(ADDropTrainStep):
             if ADDropTask in klass.__bases__:
                 return klass
         raise TypeError(f"{cls.__name__} is not an AD-DROP task type")
+
+    @classmethod
+    def _from_family_preset(
+        cls, preset, load_weights=True, sequence_length=None, **kwargs
+    ):
+        """`from_preset` of a task type with one AD-DROP class per stock
+        task (`_stock_base` and a family table): called on the task type,
+        the preset's family class; on a family class, the stock task built
+        from the preset, rebuilt as the AD-DROP class around its backbone
+        and preprocessor with all its weights."""
+        if cls._stock_cls is None:
+            stock = stock_task_class(preset, cls._stock_base)
+            table = task_families(cls.task_type())
+            if stock not in table:
+                name = stock.__name__.removesuffix(cls._stock_base.__name__)
+                raise ValueError(
+                    f"AD-DROP has no {cls._noun} for the "
+                    f"{name.removesuffix('Backbone')} family; it supports "
+                    f"{family_names(cls.task_type())}. Received: "
+                    f"preset={preset!r}"
+                )
+            return table[stock].from_preset(
+                preset,
+                load_weights=load_weights,
+                sequence_length=sequence_length,
+                **kwargs,
+            )
+        addrop_kwargs, kwargs = split_addrop_arguments(preset, kwargs)
+        if sequence_length is not None and "preprocessor" not in kwargs:
+            preprocessor_cls = cls._stock_cls.preprocessor_cls
+            kwargs["preprocessor"] = preprocessor_cls.from_preset(
+                preset, sequence_length=sequence_length
+            )
+        # The stock class loads every preset kind, stock or AD-DROP task
+        # files included; the AD-DROP model is then built around its
+        # backbone and preprocessor, which keeps all their weights.
+        task = cls._stock_cls.from_preset(
+            preset, load_weights=load_weights, **kwargs
+        )
+        if isinstance(task, cls):
+            if not addrop_kwargs:
+                return task
+            addrop_kwargs = {**task._addrop_config(), **addrop_kwargs}
+        # The head's hyperparameters (num_classes, activation, dropout,
+        # hidden_dim, ...) come from the loaded task's own config.
+        head = {
+            key: value
+            for key, value in task.get_config().items()
+            if key not in ("backbone", "preprocessor", "name", "trainable")
+            and key not in ADDROP_ARGUMENTS
+        }
+        model = cls(
+            backbone=task.backbone,
+            preprocessor=task.preprocessor,
+            **head,
+            **addrop_kwargs,
+        )
+        # Same layers in the same order: this copies the task head, and the
+        # shared backbone onto itself.
+        model.set_weights(task.get_weights())
+        return model
 
     def compile_from_config(self, config):
         # keras-hub's tasks override `compile`, so Keras' own loading

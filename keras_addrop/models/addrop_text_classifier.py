@@ -1,12 +1,10 @@
 import keras_hub
-from keras_hub.src.utils import preset_utils
 
 from keras_addrop.api_export import keras_addrop_export
-from keras_addrop.models.addrop_task import ADDROP_ARGUMENTS
+from keras_addrop.models import addrop_task
 from keras_addrop.models.addrop_task import ADDropTask
 from keras_addrop.models.addrop_task import family_class  # noqa: F401
 from keras_addrop.models.addrop_task import family_names
-from keras_addrop.models.addrop_task import split_addrop_arguments
 from keras_addrop.models.addrop_task import task_families
 
 
@@ -16,25 +14,9 @@ def supported_families():
 
 
 def stock_task_class(preset):
-    """The stock keras-hub text classifier class a preset loads as.
-
-    A keras-hub folder with a `task.json` names its class (an AD-DROP class
-    stands for its stock class); otherwise the preset's backbone class
-    picks the classifier, as `keras_hub.models.TextClassifier.from_preset`
-    picks it.
-    """
-    if preset_utils.check_file_exists(preset, preset_utils.TASK_CONFIG_FILE):
-        config = preset_utils.load_json(preset, preset_utils.TASK_CONFIG_FILE)
-        task_cls = preset_utils.check_config_class(config)
-        return getattr(task_cls, "_stock_cls", None) or task_cls
-    loader = preset_utils.get_preset_loader(preset)
-    backbone_cls = loader.check_backbone_class()
-    try:
-        return preset_utils.find_subclass(
-            preset, keras_hub.models.TextClassifier, backbone_cls
-        )
-    except ValueError:
-        return backbone_cls  # No text classifier: refused by the caller.
+    """The stock keras-hub text classifier class a preset loads as (the
+    backbone class where keras-hub has no classifier for it)."""
+    return addrop_task.stock_task_class(preset, keras_hub.models.TextClassifier)
 
 
 @keras_addrop_export("keras_addrop.models.ADDropTextClassifier")
@@ -69,6 +51,9 @@ class ADDropTextClassifier(ADDropTask):
     ```
     """
 
+    _stock_base = keras_hub.models.TextClassifier
+    _noun = "classifier"
+
     @classmethod
     def from_preset(
         cls, preset, load_weights=True, sequence_length=None, **kwargs
@@ -101,55 +86,12 @@ class ADDropTextClassifier(ADDropTask):
             ValueError: for a preset whose family AD-DROP does not support
                 (the message names the family and those supported).
         """
-        if cls._stock_cls is None:
-            stock = stock_task_class(preset)
-            if stock not in FAMILIES:
-                name = stock.__name__.removesuffix("TextClassifier")
-                raise ValueError(
-                    f"AD-DROP has no classifier for the {name} family; it "
-                    f"supports {supported_families()}. Received: "
-                    f"preset={preset!r}"
-                )
-            return FAMILIES[stock].from_preset(
-                preset,
-                load_weights=load_weights,
-                sequence_length=sequence_length,
-                **kwargs,
-            )
-        addrop_kwargs, kwargs = split_addrop_arguments(preset, kwargs)
-        if sequence_length is not None and "preprocessor" not in kwargs:
-            preprocessor_cls = cls._stock_cls.preprocessor_cls
-            kwargs["preprocessor"] = preprocessor_cls.from_preset(
-                preset, sequence_length=sequence_length
-            )
-        # The stock class loads every preset kind, stock or AD-DROP task
-        # files included; the AD-DROP model is then built around its
-        # backbone and preprocessor, which keeps all their weights.
-        task = cls._stock_cls.from_preset(
-            preset, load_weights=load_weights, **kwargs
+        return cls._from_family_preset(
+            preset,
+            load_weights=load_weights,
+            sequence_length=sequence_length,
+            **kwargs,
         )
-        if isinstance(task, cls):
-            if not addrop_kwargs:
-                return task
-            addrop_kwargs = {**task._addrop_config(), **addrop_kwargs}
-        # The head's hyperparameters (num_classes, activation, dropout,
-        # hidden_dim, ...) come from the loaded task's own config.
-        head = {
-            key: value
-            for key, value in task.get_config().items()
-            if key not in ("backbone", "preprocessor", "name", "trainable")
-            and key not in ADDROP_ARGUMENTS
-        }
-        model = cls(
-            backbone=task.backbone,
-            preprocessor=task.preprocessor,
-            **head,
-            **addrop_kwargs,
-        )
-        # Same layers in the same order: this copies the task head, and the
-        # shared backbone onto itself.
-        model.set_weights(task.get_weights())
-        return model
 
 
 # The stock keras-hub classifier of each family -> its AD-DROP classifier.

@@ -6,7 +6,6 @@ from keras import ops
 from keras_hub.src.utils import preset_utils
 
 from keras_addrop.api_export import keras_addrop_export
-from keras_addrop.attribution import attribution_target
 from keras_addrop.models.addrop_task import ADDropTask
 from keras_addrop.models.addrop_task import family_names
 from keras_addrop.models.addrop_task import split_addrop_arguments
@@ -244,23 +243,6 @@ class ADDropTokenClassifier(ADDropTask, keras_hub.models.Task):
             return x["padding_mask"]
         # Backbones without a padding-mask input (RoFormer-v2) pad with 0.
         return ops.not_equal(x["token_ids"], 0)
-
-    def compute_attribution_target(
-        self, x=None, y=None, y_pred=None, sample_weight=None, labels="pseudo"
-    ):
-        """The sum over the tokens that count of each token's pseudo (or
-        gold) label's logit (or log-probability, per `attribution_score`).
-
-        Tokens count where `sample_weight > 0`: the first piece of each
-        word, as `keras_addrop.models.TokenClassifierPreprocessor` weighs
-        them. Without `sample_weight` (attributing a batch for display),
-        every real token counts, special tokens included.
-        """
-        if sample_weight is None and x is not None:
-            sample_weight = self._addrop_bool_padding_mask(x)
-        return attribution_target(
-            y_pred, y, labels, sample_weight, score=self.attribution_score
-        )
 
     def predict_tags(self, words, batch_size=32):
         """One tag per word: the argmax at each word's first piece.

@@ -14,7 +14,12 @@ def swap_attention(backbone):
     `DisentangledSelfAttention` a
     `keras_addrop.layers.ADDropDisentangledSelfAttention`, RoFormer-v2's
     `RoformerAttention` a `keras_addrop.layers.ADDropRoformerAttention`)
-    in place: the
+    in place. Decoder backbones work the same way: the
+    `CachedMultiHeadAttention` of keras-hub's `TransformerDecoder` (GPT-2,
+    OPT) becomes a `keras_addrop.layers.ADDropCachedMultiHeadAttention`,
+    and the own attention layers of Llama, Mistral, Mixtral, Qwen2, Qwen3,
+    Phi-3, SmolLM3, Gemma 1/2/3 and GPT-NeoX their AD-DROP class (see
+    `keras_addrop.layers.ADDropDecoderAttention`). Always the
     very same variables (names, paths, values, distribution placement), no
     new state, and outputs unchanged until an AD-DROP step masks them. The
     encoder looks its attention layer up when it is called, so the
@@ -75,8 +80,10 @@ def swap_attention(backbone):
                 "a `keras.layers.MultiHeadAttention` (keras-hub "
                 "`TransformerEncoder`), DeBERTa-v3's "
                 "`DisentangledSelfAttention` or RoFormer-v2's "
-                "`RoformerAttention`. Received: backbone="
-                f"{type(backbone).__name__} with encoder "
+                "`RoformerAttention`, and the decoders of keras-hub's "
+                "`TransformerDecoder` (GPT-2, OPT), Llama, Mistral, Mixtral, "
+                "Qwen2, Qwen3, Phi-3, SmolLM3, Gemma 1/2/3 and GPT-NeoX. "
+                f"Received: backbone={type(backbone).__name__} with layer "
                 f"{type(encoder).__name__} ({encoder.name})"
             )
         found.append((attention, kind))
@@ -98,9 +105,12 @@ def _flat(encoders):
 
 
 def _self_attention(encoder):
-    # keras-hub's `TransformerEncoder` and DeBERTa-v3's encoder hold it as
-    # `_self_attention_layer`, RoFormer-v2's as `attention_layer`.
-    for name in ("_self_attention_layer", "attention_layer"):
+    # keras-hub's `TransformerEncoder` / `TransformerDecoder`, DeBERTa-v3's
+    # encoder and most decoder LLMs hold it as `_self_attention_layer`,
+    # RoFormer-v2's as `attention_layer`, Gemma's and Phi-3's as
+    # `attention`, SmolLM3's as `self_attn`.
+    names = ("_self_attention_layer", "attention_layer", "attention")
+    for name in (*names, "self_attn"):
         attention = getattr(encoder, name, None)
         if attention is not None:
             return attention
