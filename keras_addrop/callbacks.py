@@ -218,13 +218,14 @@ class DevEvaluation(keras.callbacks.Callback):
     they join the epoch's logs as `val_<metric>`.
 
     Args:
-        main_metric: str. The metric the best epoch is chosen by (higher
-            is better).
+        main_metric: str. The metric the best epoch is chosen by.
         patience: int or `None`. Epochs without improvement before stopping;
             `None` never stops.
         history: list of metric dicts of epochs already run (a resumed
             run), replayed so that the best epoch and the patience count
             carry over.
+        higher_is_better: bool. Whether a higher main metric is better
+            (accuracy, F1) or a lower one (perplexity). Defaults to `True`.
 
     Attributes:
         history: list of per-epoch metric dicts.
@@ -232,9 +233,12 @@ class DevEvaluation(keras.callbacks.Callback):
         best: that epoch's metrics.
     """
 
-    def __init__(self, main_metric, patience=None, history=None):
+    def __init__(
+        self, main_metric, patience=None, history=None, higher_is_better=True
+    ):
         super().__init__()
         self.main_metric = main_metric
+        self.higher_is_better = higher_is_better
         self.patience = validate_positive_int(
             "patience", patience, allow_none=True
         )
@@ -264,8 +268,10 @@ class DevEvaluation(keras.callbacks.Callback):
     def _track(self, epoch, metrics):
         self.history.append(metrics)
         key = self.main_metric
-        main = metrics[key]
-        best = -math.inf if self.best is None else self.best[key]
+        # Compared as "higher is better".
+        sign = 1.0 if self.higher_is_better else -1.0
+        main = sign * metrics[key]
+        best = -math.inf if self.best is None else sign * self.best[key]
         if main > best or math.isnan(best):
             self.best, self.best_epoch, self._wait = metrics, epoch + 1, 0
         else:

@@ -164,14 +164,16 @@ OPTIONS = (
         "GLUE task: " + ", ".join(GLUE_TASKS) + ". Or your own sentences: "
         "--train-file and --validation-file without --task. Or named "
         "entities: ner (with --train-file and --validation-file) or "
-        "conll2003 (tensorflow-datasets).",
+        "conll2003 (tensorflow-datasets). Or a causal language model: "
+        "causal-lm (with --train-file and --validation-file).",
         DATA,
     ),
     Option(
         "train_file",
         "Your own training data: a CSV, TSV or JSON-lines file with named "
         "columns (instead of --task); with --task ner, a CoNLL column file "
-        "or JSON lines with tokens and tags.",
+        "or JSON lines with tokens and tags; with --task causal-lm, JSON "
+        "lines with text, or prompt and response (loss on the response).",
         DATA,
         parse=existing_file("train_file"),
     ),
@@ -338,6 +340,14 @@ OPTIONS = (
         MODEL,
         argument="merge_repeated_rows",
         to_argument=operator.not_,
+    ),
+    Option(
+        "lora_rank",
+        "LoRA: adapt the backbone's attention query and value projections "
+        "with this rank and freeze the rest of the backbone (keras-hub's "
+        "enable_lora).",
+        RUN,
+        parse=positive_int("lora_rank"),
     ),
     _switch("no_addrop", "Plain fine-tuning.", RUN),
     _switch(

@@ -2,11 +2,13 @@
 
 The plumbing every run shares is in `common`; each task type has a module
 (`text_classification`: GLUE and own sentence files; `token_classification`:
-NER), which `--task` picks.
+NER; `causal_lm`: language models on texts or prompt/response pairs), which
+`--task` picks.
 """
 
 import keras
 
+from keras_addrop.runs import causal_lm
 from keras_addrop.runs import common
 from keras_addrop.runs import text_classification
 from keras_addrop.runs import token_classification
@@ -30,8 +32,11 @@ from keras_addrop.runs.text_classification import to_dataset
 
 def task_type(args):
     """The module of the run's task type."""
-    if getattr(args, "task", None) in token_classification.TASKS:
+    task = getattr(args, "task", None)
+    if task in token_classification.TASKS:
         return token_classification
+    if task in causal_lm.TASKS:
+        return causal_lm
     return text_classification
 
 

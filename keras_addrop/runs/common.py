@@ -74,6 +74,14 @@ def resolve_preset(preset):
     return preset
 
 
+def enable_lora(model, rank):
+    """`--lora-rank`: keras-hub's LoRA on the backbone's attention query
+    and value projections (the rest of the backbone frozen), before the
+    model is compiled."""
+    if rank is not None:
+        model.backbone.enable_lora(rank)
+
+
 def check_preset_path(preset):
     """Refuses a `--preset` that names a missing folder, or a folder that
     is no preset, in one line."""
@@ -253,7 +261,10 @@ def finetune(args, kind):
     strategy = args.strategy
     scope = distribution_scope(strategy)
     data = kind.resolve_data(args)
-    preset = resolve_preset(args.preset)
+    # A task type may have its own default preset.
+    preset = getattr(kind, "preset", lambda args: resolve_preset(args.preset))(
+        args
+    )
     config = run_options.recorded_config(args)
     config["preset"] = preset
     output = worker_output(args.output)

@@ -15,6 +15,7 @@ from keras_addrop import glue
 from keras_addrop import run_options
 from keras_addrop.runs.common import RunError
 from keras_addrop.runs.common import check_preset_path
+from keras_addrop.runs.common import enable_lora
 from keras_addrop.runs.common import from_preset
 from keras_addrop.runs.common import resolve_preset
 from keras_addrop.runs.common import user_errors
@@ -156,6 +157,7 @@ def build(args, data, preset):
         addrop = run_options.model_arguments(args)
         model = build_classifier(cls, preset, args.pooling, data.task, addrop)
     model.addrop_enabled = not args.no_addrop
+    enable_lora(model, args.lora_rank)
     task = data.task
     loss = (
         keras.losses.MeanSquaredError()

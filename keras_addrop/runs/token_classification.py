@@ -18,6 +18,7 @@ from keras_addrop.glue.text_files import json_lines
 from keras_addrop.ner.evaluation import preprocess_sentences
 from keras_addrop.runs.common import RunError
 from keras_addrop.runs.common import check_preset_path
+from keras_addrop.runs.common import enable_lora
 from keras_addrop.runs.common import from_preset
 from keras_addrop.runs.common import user_errors
 
@@ -107,6 +108,7 @@ def build(args, data, preset):
         )
     preprocessor, model.preprocessor = model.preprocessor, None
     model.addrop_enabled = not args.no_addrop
+    enable_lora(model, args.lora_rank)
     model.compile(
         optimizer=keras.optimizers.AdamW(
             args.learning_rate, weight_decay=args.weight_decay
