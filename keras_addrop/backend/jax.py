@@ -212,15 +212,18 @@ def training_pass(model, state, data, keras_train_step):
 
 
 def check_distribution(model):
-    """The step runs on one device or under `DataParallel` (tested)."""
+    """The step runs on one device, under `DataParallel` or under
+    `ModelParallel` (tested)."""
     distribution = distribution_lib.distribution()
-    if distribution is not None and not isinstance(
-        distribution, keras.distribution.DataParallel
-    ):
+    tested = (
+        keras.distribution.DataParallel,
+        keras.distribution.ModelParallel,
+    )
+    if distribution is not None and not isinstance(distribution, tested):
         raise ValueError(
             "AD-DROP's JAX step runs on one device or under "
-            "keras.distribution.DataParallel. Received: distribution="
-            f"{type(distribution).__name__}"
+            "keras.distribution.DataParallel or ModelParallel. Received: "
+            f"distribution={type(distribution).__name__}"
         )
 
 

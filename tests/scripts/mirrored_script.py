@@ -23,11 +23,13 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 import keras_addrop  # noqa: E402
+from tests.test_case import causal_batch  # noqa: E402
 from tests.test_case import deterministic_tagger  # noqa: E402
 from tests.test_case import differences_from_keras_step  # noqa: E402
 from tests.test_case import fit_tagger_cross_tuned  # noqa: E402
 from tests.test_case import tiny_backbone  # noqa: E402
 from tests.test_case import tiny_batch  # noqa: E402
+from tests.test_case import tiny_causal_lms  # noqa: E402
 from tests.test_case import tiny_token_batch  # noqa: E402
 
 
@@ -55,6 +57,37 @@ def token_classifier_runs(single, mirrored):
         with strategy.scope():
             model = deterministic_tagger()
         report[name] = fit_tagger_cross_tuned(model, x, tags, weights)
+        trained.append([w.numpy() for w in model.weights])
+    report["max_weight_difference"] = float(
+        max(np.abs(a - b).max() for a, b in zip(*trained))
+    )
+    return report
+
+
+def causal_lm_runs(single, mirrored):
+    """A tiny Llama causal LM, two AD-DROP epochs, on one device and
+    mirrored: the histories and the largest weight difference."""
+    x, y, weights = causal_batch(batch_size=8)
+    x["padding_mask"] = x["padding_mask"].astype("int32")
+    keras.utils.set_random_seed(0)
+    initial = [w.numpy() for w in tiny_causal_lms("llama")[0].weights]
+    report, trained = {}, []
+    for name, strategy in (("single", single), ("mirrored", mirrored)):
+        with strategy.scope():
+            keras.utils.set_random_seed(0)
+            model, _ = tiny_causal_lms(
+                "llama",
+                addrop_layers="all",
+                # q = 1: no random draw, which a replica makes its own.
+                candidate_ratio=0.3,
+                drop_rate=1.0,
+                seed=1,
+            )
+            model.set_weights(initial)
+            model.compile(optimizer=keras.optimizers.SGD(0.1))
+        report[name] = model.fit(
+            x, y, sample_weight=weights, batch_size=4, epochs=2, verbose=0
+        ).history
         trained.append([w.numpy() for w in model.weights])
     report["max_weight_difference"] = float(
         max(np.abs(a - b).max() for a, b in zip(*trained))
@@ -113,6 +146,7 @@ def main():
     )
 
     report["token"] = token_classifier_runs(single, mirrored)
+    report["causal_lm"] = causal_lm_runs(single, mirrored)
 
     # Keras' own limits under MirroredStrategy are named by our model.
     errors = {}
