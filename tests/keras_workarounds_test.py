@@ -10,6 +10,7 @@ import inspect
 import warnings
 
 import keras
+import keras_hub
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -110,6 +111,18 @@ class KerasCanariesTest(TestCase):
         self.assertEqual(
             padding_changes_real_tokens, keras.config.backend() != "torch"
         )
+
+    def test_keras_hub_llama_config_leaves_out_tied_embeddings(self):
+        backbone = keras_hub.models.LlamaBackbone(
+            vocabulary_size=10,
+            num_layers=1,
+            num_query_heads=2,
+            num_key_value_heads=1,
+            hidden_dim=8,
+            intermediate_dim=16,
+            tie_word_embeddings=True,
+        )
+        self.assertNotIn("tie_word_embeddings", backbone.get_config())
 
 
 @tf_only

@@ -6,7 +6,7 @@ import pytest
 import keras_addrop_cli
 from keras_addrop import run_options
 from keras_addrop import validation
-from keras_addrop.models.addrop_text_classifier import ADDROP_ARGUMENTS
+from keras_addrop.models.addrop_task import ADDROP_ARGUMENTS
 from keras_addrop.train_step import ADDropTrainStep
 from tests.test_case import TestCase
 
