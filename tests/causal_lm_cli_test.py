@@ -5,7 +5,6 @@ import math
 import os
 import shutil
 import tempfile
-from unittest import mock
 
 import keras
 import numpy as np
@@ -13,6 +12,7 @@ import numpy as np
 import keras_addrop
 from keras_addrop import runs
 from keras_addrop_cli import build_parser
+from tests.cli_test import interrupted_and_resumed
 from tests.cli_test import run
 from tests.models.addrop_causal_lm_test import tiny_gpt2_lm
 from tests.test_case import TestCase
@@ -116,30 +116,11 @@ class CausalLMCommandLineTest(TestCase):
         )
 
     def test_an_interrupted_text_run_resumes_to_the_same_scores(self):
-        folder = self.get_temp_dir()
-        whole = os.path.join(folder, "whole")
-        options = self.options("text")
-        self.assertEqual(run("finetune", *options, "--output", whole)[0], 0)
-        args = build_parser().parse_args(
-            ["finetune", *options, "--output", os.path.join(folder, "cut")]
+        expected, resumed = interrupted_and_resumed(
+            self, self.options("text"), self.get_temp_dir()
         )
-        original = runs.EpochLog.on_epoch_end
-
-        def stop_in_epoch_2(log, epoch, logs=None):
-            if epoch == 1:
-                raise KeyboardInterrupt
-            return original(log, epoch, logs)
-
-        with (
-            mock.patch.object(runs.EpochLog, "on_epoch_end", stop_in_epoch_2),
-            self.assertRaises(KeyboardInterrupt),
-        ):
-            runs.finetune(args)
-        resumed = runs.finetune(args)
-        self.assertEqual(resumed["resumed_after_epoch"], 1)
         self.assertEqual(resumed["examples"], "text")
-        with open(os.path.join(whole, "results.json")) as f:
-            expected = json.load(f)
+        self.assertLen(resumed["epochs"], 2)
         for epoch, reference in zip(resumed["epochs"], expected["epochs"]):
             self.assertAllClose(
                 epoch["dev"]["perplexity"],

@@ -61,6 +61,32 @@ def run(*argv):
     return code, out.getvalue(), err.getvalue()
 
 
+def interrupted_and_resumed(test, options, folder):
+    """`finetune` with `options` run whole, and run again after an
+    interruption in its second epoch: `(whole results, resumed results)`."""
+    whole = os.path.join(folder, "whole")
+    test.assertEqual(run("finetune", *options, "--output", whole)[0], 0)
+    args = build_parser().parse_args(
+        ["finetune", *options, "--output", os.path.join(folder, "cut")]
+    )
+    original = runs.EpochLog.on_epoch_end
+
+    def stop_in_epoch_2(log, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return original(log, epoch, logs)
+
+    with (
+        mock.patch.object(runs.EpochLog, "on_epoch_end", stop_in_epoch_2),
+        test.assertRaises(KeyboardInterrupt),
+    ):
+        runs.finetune(args)
+    resumed = runs.finetune(args)
+    test.assertEqual(resumed["resumed_after_epoch"], 1)
+    with open(os.path.join(whole, "results.json")) as f:
+        return json.load(f), resumed
+
+
 class _Fixtures(TestCase):
     """A tiny keras-hub preset folder and a tiny RTE folder, once a class."""
 

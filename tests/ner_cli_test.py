@@ -3,18 +3,16 @@ tagged files."""
 
 import json
 import os
-from unittest import mock
 
 import keras
 import numpy as np
 
 import keras_addrop
-from keras_addrop import runs
 from keras_addrop.ner import entity_scores
 from keras_addrop.ner import read_tagged_file
-from keras_addrop_cli import build_parser
 from tests.cli_test import WORDS
 from tests.cli_test import _Fixtures
+from tests.cli_test import interrupted_and_resumed
 from tests.cli_test import run
 
 ENTITIES = {"cat": "ANI", "dog": "ANI", "mat": "OBJ"}
@@ -138,28 +136,9 @@ class NerCommandLineTest(_Fixtures):
         self.assertIn("| f1 |", out)
 
     def test_an_interrupted_run_resumes_to_the_same_scores(self):
-        folder = self.get_temp_dir()
-        whole = os.path.join(folder, "whole")
-        self.assertEqual(run("finetune", *self.ner, "--output", whole)[0], 0)
-        args = build_parser().parse_args(
-            ["finetune", *self.ner, "--output", os.path.join(folder, "cut")]
+        expected, resumed = interrupted_and_resumed(
+            self, self.ner, self.get_temp_dir()
         )
-        original = runs.EpochLog.on_epoch_end
-
-        def stop_in_epoch_2(log, epoch, logs=None):
-            if epoch == 1:
-                raise KeyboardInterrupt
-            return original(log, epoch, logs)
-
-        with (
-            mock.patch.object(runs.EpochLog, "on_epoch_end", stop_in_epoch_2),
-            self.assertRaises(KeyboardInterrupt),
-        ):
-            runs.finetune(args)
-        resumed = runs.finetune(args)
-        self.assertEqual(resumed["resumed_after_epoch"], 1)
-        with open(os.path.join(whole, "results.json")) as f:
-            expected = json.load(f)
         self.assertLen(resumed["epochs"], 2)
         for epoch, reference in zip(resumed["epochs"], expected["epochs"]):
             self.assertAllClose(epoch["dev"]["f1"], reference["dev"]["f1"])

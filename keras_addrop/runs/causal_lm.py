@@ -16,9 +16,10 @@ from keras_addrop.callbacks import DevEvaluation
 from keras_addrop.glue.batching import array_batches
 from keras_addrop.glue.text_files import json_lines
 from keras_addrop.runs.common import RunError
+from keras_addrop.runs.common import adamw
 from keras_addrop.runs.common import check_preset_path
-from keras_addrop.runs.common import enable_lora
 from keras_addrop.runs.common import from_preset
+from keras_addrop.runs.common import prepare_model
 from keras_addrop.runs.common import user_errors
 
 TASKS = ("causal-lm",)
@@ -150,12 +151,9 @@ def build(args, data, preset):
             **run_options.model_arguments(args),
         )
     preprocessor, model.preprocessor = model.preprocessor, None
-    model.addrop_enabled = not args.no_addrop
-    enable_lora(model, args.lora_rank)
+    prepare_model(model, args)
     model.compile(
-        optimizer=keras.optimizers.AdamW(
-            args.learning_rate, weight_decay=args.weight_decay
-        ),
+        optimizer=adamw(args),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         weighted_metrics=[
             keras.metrics.SparseCategoricalAccuracy(name="accuracy"),

@@ -74,12 +74,21 @@ def resolve_preset(preset):
     return preset
 
 
-def enable_lora(model, rank):
-    """`--lora-rank`: keras-hub's LoRA on the backbone's attention query
-    and value projections (the rest of the backbone frozen), before the
-    model is compiled."""
-    if rank is not None:
-        model.backbone.enable_lora(rank)
+def prepare_model(model, args):
+    """What every run does to its model before compiling it: AD-DROP on
+    unless `--no-addrop`, and `--lora-rank` (keras-hub's LoRA on the
+    backbone's attention query and value projections, the rest of the
+    backbone frozen)."""
+    model.addrop_enabled = not args.no_addrop
+    if args.lora_rank is not None:
+        model.backbone.enable_lora(args.lora_rank)
+
+
+def adamw(args):
+    """The run's optimizer: AdamW at `--learning-rate`, `--weight-decay`."""
+    return keras.optimizers.AdamW(
+        args.learning_rate, weight_decay=args.weight_decay
+    )
 
 
 def check_preset_path(preset):

@@ -14,9 +14,10 @@ from keras_addrop import backend
 from keras_addrop import glue
 from keras_addrop import run_options
 from keras_addrop.runs.common import RunError
+from keras_addrop.runs.common import adamw
 from keras_addrop.runs.common import check_preset_path
-from keras_addrop.runs.common import enable_lora
 from keras_addrop.runs.common import from_preset
+from keras_addrop.runs.common import prepare_model
 from keras_addrop.runs.common import resolve_preset
 from keras_addrop.runs.common import user_errors
 
@@ -156,8 +157,7 @@ def build(args, data, preset):
         preprocessor = preprocessor_for(cls, preset, args.max_length)
         addrop = run_options.model_arguments(args)
         model = build_classifier(cls, preset, args.pooling, data.task, addrop)
-    model.addrop_enabled = not args.no_addrop
-    enable_lora(model, args.lora_rank)
+    prepare_model(model, args)
     task = data.task
     loss = (
         keras.losses.MeanSquaredError()
@@ -165,9 +165,7 @@ def build(args, data, preset):
         else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
     model.compile(
-        optimizer=keras.optimizers.AdamW(
-            args.learning_rate, weight_decay=args.weight_decay
-        ),
+        optimizer=adamw(args),
         loss=loss,
         # keras-hub's default accuracy means nothing for regression.
         metrics=[] if task.is_regression else ["accuracy"],
@@ -252,16 +250,7 @@ def predict(args):
         labelled = glue.loading.is_labelled(task.resolve_split(split))
     if labelled:
         dataset = dataset.map(lambda x, y: x)
-    batches = glue.preprocessed_batches(
-        dataset,
-        preprocessor,
-        args.batch_size,
-        labelled=False,
-        length_aware=False,
-    )
-    outputs = np.concatenate(
-        [np.asarray(model.predict_on_batch(x)) for x in batches]
-    )
+    outputs = _outputs(model, dataset, preprocessor, args.batch_size)
     predictions = glue.predictions_from_outputs(task, outputs)
     names_in_files = task.name in ("RTE", "QNLI", "MNLI")
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
@@ -276,6 +265,16 @@ def predict(args):
                 value = int(value)
             f.write(f"{i}\t{value}\n")
     print(f"wrote {len(predictions)} predictions to {args.output}")
+
+
+def _outputs(model, texts, preprocessor, batch_size):
+    """The model's outputs for a dataset of texts, in order."""
+    batches = glue.preprocessed_batches(
+        texts, preprocessor, batch_size, labelled=False, length_aware=False
+    )
+    return np.concatenate(
+        [np.asarray(model.predict_on_batch(x)) for x in batches]
+    )
 
 
 def predict_file(model, args):
@@ -299,16 +298,7 @@ def predict_file(model, args):
         records = [record for _, record in _records(args.data)]
     cls = classifier_class(preset)
     preprocessor = preprocessor_for(cls, preset, max_length)
-    batches = glue.preprocessed_batches(
-        to_dataset(texts),
-        preprocessor,
-        args.batch_size,
-        labelled=False,
-        length_aware=False,
-    )
-    outputs = np.concatenate(
-        [np.asarray(model.predict_on_batch(x)) for x in batches]
-    )
+    outputs = _outputs(model, to_dataset(texts), preprocessor, args.batch_size)
     names = run.get("label_names") or []
     if outputs.shape[-1] == 1:  # A regressor: its score.
         predictions = [float(v) for v in outputs.reshape(-1)]
