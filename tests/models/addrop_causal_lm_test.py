@@ -91,6 +91,29 @@ class ADDropCausalLMTest(TestCase):
         stock.set_weights(ours.get_weights())
         self.assertAllEqual(greedy(ours, x), greedy(stock, x))
 
+    def test_sampled_generations_equal_the_stock_models_after_training(self):
+        keras.utils.set_random_seed(0)
+        ours, stock = tiny_causal_lms("llama", addrop_layers="all")
+        x, y, weights = causal_batch(batch_size=4)
+        ours.compile(optimizer=keras.optimizers.SGD(0.1))
+        ours.fit(x, y, sample_weight=weights, epochs=1, verbose=0)
+        stock.set_weights(ours.get_weights())
+        prompt = {
+            "token_ids": keras.ops.convert_to_tensor(x["token_ids"]),
+            "padding_mask": keras.ops.convert_to_tensor(
+                np.arange(8)[None, :].repeat(4, 0) < 3
+            ),
+        }
+        generated = []
+        for model in (ours, stock):
+            model.compile(sampler=keras_hub.samplers.TopKSampler(k=5, seed=3))
+            generate = model.make_generate_function()
+            tokens = generate(prompt, stop_token_ids=None)["token_ids"]
+            generated.append(to_numpy(tokens))
+        self.assertAllEqual(*generated)
+        # Sampling drew tokens other than the greedy ones somewhere.
+        self.assertFalse(np.array_equal(generated[0], greedy(ours, x)))
+
     @parameterized.named_parameters(*[(f, f) for f in PATHS])
     def test_gradient_attribution_is_a_finite_difference_of_counted_logits(
         self, family
