@@ -8,6 +8,7 @@ import tempfile
 
 import keras
 import numpy as np
+import pytest
 
 import keras_addrop
 from keras_addrop import runs
@@ -29,6 +30,8 @@ def random_text(rng):
     return "".join(rng.choice(WORDS, size=rng.integers(1, 4)))
 
 
+# In-process, so under each backend the suite runs with.
+@pytest.mark.all_backends
 class CausalLMCommandLineTest(TestCase):
     @classmethod
     def setUpClass(cls):
