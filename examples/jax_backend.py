@@ -49,7 +49,12 @@ import os
 import time
 
 os.environ["KERAS_BACKEND"] = "jax"
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+# Kept with any XLA flags already set.
+flags = os.environ.get("XLA_FLAGS", "")
+if "xla_force_host_platform_device_count" not in flags:
+    os.environ["XLA_FLAGS"] = (
+        f"{flags} --xla_force_host_platform_device_count=2"
+    )
 
 import keras
 import keras_hub
