@@ -117,12 +117,37 @@ def memory_worker(args):
     return {"built_mib": built, "peak_mib": peak[0]}
 
 
+def cost_worker(args):
+    """XLA's own estimate of each configuration's compiled JAX step: its
+    floating-point operations and bytes accessed."""
+    import jax
+
+    data = batch(args)
+    costs = {}
+    for config in CONFIGS:
+        model = model_for(config, args)
+        steps_of_fit(model, data, 1)()  # Builds the optimizer and metrics.
+        state = model._get_jax_state(True, True, True, True)
+        compiled = jax.jit(model.train_step).lower(state, data).compile()
+        analysis = compiled.cost_analysis()
+        if isinstance(analysis, (list, tuple)):  # Older JAX: one per device.
+            analysis = analysis[0]
+        costs[config] = {
+            "gflops": analysis["flops"] / 1e9,
+            "gbytes_accessed": analysis["bytes accessed"] / 1e9,
+        }
+        del model, state, compiled
+    return costs
+
+
 def worker(args):
     import keras
 
     keras.utils.set_random_seed(0)
     if args.worker == "time":
         return time_worker(args)
+    if args.worker == "cost":
+        return cost_worker(args)
     return memory_worker(args)
 
 
@@ -158,7 +183,7 @@ def parse(argv=None):
     parser.add_argument("--lora-rank", type=int, default=4)
     parser.add_argument("--output")
     # Internal: a child process's role.
-    parser.add_argument("--worker", choices=("time", "memory"))
+    parser.add_argument("--worker", choices=("time", "memory", "cost"))
     parser.add_argument("--config", choices=CONFIGS)
     parser.add_argument("--backend")
     return parser.parse_args(argv)
