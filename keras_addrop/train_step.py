@@ -215,7 +215,7 @@ class ADDropTrainStep(backend.KerasTrainerFixes):
             "drop_region", drop_region, DROP_REGIONS
         )
         self.ig_steps = validate_positive_int("ig_steps", ig_steps)
-        num_layers = len(self._addrop_all_attention_calls())
+        num_layers = min(len(g) for g in self._addrop_attention_groups())
         self._addrop_layer_indices = resolve_layer_indices(
             addrop_layers, num_layers
         )
@@ -256,10 +256,22 @@ class ADDropTrainStep(backend.KerasTrainerFixes):
     @property
     def addrop_attention_calls(self):
         """The selected attention calls (`keras_addrop.layers.AttentionCall`),
-        in the order of the forward pass: one per transformer layer, also
-        where layers share one attention layer (ALBERT)."""
-        calls = self._addrop_all_attention_calls()
-        return [calls[i] for i in self._addrop_layer_indices]
+        in the order of the forward pass (a seq2seq LM's kind by kind): one
+        per transformer layer, also where layers share one attention layer
+        (ALBERT)."""
+        return [
+            group[i]
+            for group in self._addrop_attention_groups()
+            for i in self._addrop_layer_indices
+        ]
+
+    def _addrop_attention_groups(self):
+        """The lists of attention calls that `addrop_layers` indexes: one,
+        every call in forward order, unless a task type has several kinds
+        of attention (a seq2seq LM's encoder self-attention, decoder
+        self-attention and cross-attention), where an index selects that
+        layer in each chosen kind."""
+        return [self._addrop_all_attention_calls()]
 
     @property
     def addrop_attention_layers(self):

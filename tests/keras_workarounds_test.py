@@ -124,6 +124,30 @@ class KerasCanariesTest(TestCase):
         )
         self.assertNotIn("tie_word_embeddings", backbone.get_config())
 
+    def test_keras_hub_seq2seq_preprocessors_leave_out_their_lengths(self):
+        tokenizer = keras_hub.models.BartTokenizer(
+            vocabulary={
+                "<s>": 0,
+                "<pad>": 1,
+                "</s>": 2,
+                "<mask>": 3,
+                "Ġ": 4,
+                "a": 5,
+                "Ġa": 6,
+            },
+            merges=["Ġ a"],
+        )
+        preprocessor = keras_hub.models.BartSeq2SeqLMPreprocessor(
+            tokenizer, encoder_sequence_length=8, decoder_sequence_length=6
+        )
+        # keras_addrop wraps the stock method; the wrapped one is keras-hub's.
+        stock = keras_hub.models.Seq2SeqLMPreprocessor.get_config.__wrapped__
+        self.assertNotIn("encoder_sequence_length", stock(preprocessor))
+        self.assertNotIn("decoder_sequence_length", stock(preprocessor))
+        restored = preprocessor.from_config(preprocessor.get_config())
+        self.assertEqual(restored.encoder_sequence_length, 8)
+        self.assertEqual(restored.decoder_sequence_length, 6)
+
 
 @tf_only
 class TensorFlowCanariesTest(TestCase):

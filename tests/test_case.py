@@ -227,6 +227,52 @@ def causal_batch(batch_size=2, seq_len=8, vocabulary_size=30, seed=0):
     return x, y.astype("int32"), weight
 
 
+def tiny_bart_backbone(vocabulary_size=30):
+    """A tiny random BART backbone (no dropout)."""
+    return keras_hub.models.BartBackbone(
+        vocabulary_size=vocabulary_size,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=16,
+        dropout=0.0,
+    )
+
+
+def tiny_seq2seq_lms(**addrop_kwargs):
+    """`(AD-DROP BART seq2seq LM, stock BART seq2seq LM)`, without
+    preprocessors, with the same random weights."""
+    from keras_addrop.models import ADDropBartSeq2SeqLM
+
+    stock = keras_hub.models.BartSeq2SeqLM(tiny_bart_backbone(), None)
+    ours = ADDropBartSeq2SeqLM(tiny_bart_backbone(), None, **addrop_kwargs)
+    ours.set_weights(stock.get_weights())
+    return ours, stock
+
+
+def seq2seq_batch(batch_size=4, source_length=7, target_length=6, seed=0):
+    """Preprocessed BART inputs with padded sources and targets of several
+    lengths, next-token labels, and their weights (0 on padding and on the
+    last real position)."""
+    rng = np.random.default_rng(seed)
+    # The first pair unpadded; the others shorter, differently per side.
+    cuts = np.arange(batch_size)[:, None]
+    source = np.arange(source_length)[None] < source_length - cuts % 4
+    target = np.arange(target_length)[None] < target_length - 2 * cuts % 5
+    x = {
+        "encoder_token_ids": rng.integers(3, 30, source.shape) * source,
+        "encoder_padding_mask": source,
+        "decoder_token_ids": rng.integers(3, 30, target.shape) * target,
+        "decoder_padding_mask": target,
+    }
+    x = {k: v.astype("int32") if v.dtype != bool else v for k, v in x.items()}
+    zeros = np.zeros((batch_size, 1), "int32")
+    y = np.concatenate([x["decoder_token_ids"][:, 1:], zeros], 1)
+    weights = np.concatenate([target[:, 1:], zeros.astype(bool)], 1)
+    return x, y, weights.astype("float32")
+
+
 def scaled_up_weights(model, seed=0):
     """`model` with every weight drawn from N(0, 0.5^2): larger than the
     initializers' 0.02, so that logits depend on the attention weights

@@ -1,4 +1,5 @@
 from keras_addrop.models import addrop_causal_lm as _addrop_causal_lm
+from keras_addrop.models import addrop_seq2seq_lm as _addrop_seq2seq_lm
 from keras_addrop.models.addrop_albert_text_classifier import (
     ADDropAlbertTextClassifier,
 )
@@ -19,6 +20,7 @@ from keras_addrop.models.addrop_roberta_text_classifier import (
 from keras_addrop.models.addrop_roformer_v2_text_classifier import (
     ADDropRoformerV2TextClassifier,
 )
+from keras_addrop.models.addrop_seq2seq_lm import ADDropSeq2SeqLM
 from keras_addrop.models.addrop_text_classifier import ADDropTextClassifier
 from keras_addrop.models.addrop_token_classifier import ADDropTokenClassifier
 from keras_addrop.models.addrop_xlm_roberta_text_classifier import (
@@ -35,4 +37,8 @@ from keras_addrop.models.token_classifier_preprocessor import (
 # One AD-DROP class per stock causal LM, e.g. `ADDropLlama3CausalLM`.
 globals().update(
     {cls.__name__: cls for cls in _addrop_causal_lm.FAMILY_CLASSES}
+)
+# And per stock seq2seq LM: `ADDropBartSeq2SeqLM`.
+globals().update(
+    {cls.__name__: cls for cls in _addrop_seq2seq_lm.FAMILY_CLASSES}
 )

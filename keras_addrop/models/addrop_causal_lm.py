@@ -2,8 +2,8 @@ import keras_hub
 
 from keras_addrop.api_export import keras_addrop_export
 from keras_addrop.models.addrop_task import ADDropTask
-from keras_addrop.models.addrop_task import family_class
 from keras_addrop.models.addrop_task import family_names
+from keras_addrop.models.addrop_task import make_family_class
 from keras_addrop.models.addrop_task import task_families
 from keras_addrop.models.prompt_response import is_prompt_response
 from keras_addrop.models.prompt_response import prompt_response_samples
@@ -146,34 +146,9 @@ class ADDropCausalLM(ADDropTask):
         )
 
 
-def _causal_lm_class(stock_cls, family, lora_layer_names=None):
-    """The AD-DROP class of one family's stock `CausalLM`, registered for
-    serialization and in the family table."""
-    name = f"ADDrop{stock_cls.__name__}"
-    cls = type(
-        name,
-        (ADDropCausalLM, stock_cls),
-        {
-            "__module__": __name__,
-            "__qualname__": name,
-            "__doc__": (
-                f"keras-hub's `{stock_cls.__name__}` fine-tuned with "
-                "AD-DROP: see `keras_addrop.models.ADDropCausalLM`.\n\n"
-                "    Args:\n        {addrop_arguments}\n"
-            ),
-            "_stock_cls": stock_cls,
-            "_family": family,
-            "_lora_layer_names": lora_layer_names,
-        },
-    )
-    globals()[name] = cls
-    export = keras_addrop_export(f"keras_addrop.models.{name}")
-    return family_class(export(with_addrop_arguments(cls)))
-
-
 _models = keras_hub.models
 FAMILY_CLASSES = [
-    _causal_lm_class(stock, family, lora)
+    make_family_class(ADDropCausalLM, stock, family, lora)
     for stock, family, lora in (
         (_models.GPT2CausalLM, "GPT-2", None),
         (_models.OPTCausalLM, "OPT", None),

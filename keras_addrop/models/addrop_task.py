@@ -3,14 +3,17 @@
 import functools
 import json
 import os
+import sys
 
 import keras
 import keras_hub
 from keras_hub.src.utils import preset_utils
 
+from keras_addrop.api_export import keras_addrop_export
 from keras_addrop.models.attention_calls import find_attention_calls
 from keras_addrop.models.swap_attention import swap_attention
 from keras_addrop.train_step import ADDropTrainStep
+from keras_addrop.train_step import with_addrop_arguments
 
 ADDROP_ARGUMENTS = (
     "candidate_ratio",
@@ -49,6 +52,36 @@ def family_class(cls):
     return cls
 
 
+def make_family_class(task_type, stock_cls, family, lora_layer_names=None):
+    """The AD-DROP class of one family's stock keras-hub task, e.g.
+    `ADDropLlamaCausalLM` of `keras_hub.models.LlamaCausalLM` under the
+    task type `ADDropCausalLM`: a subclass of both, in the task type's
+    module, registered for serialization, exported, and entered in the
+    task type's family table."""
+    name = f"ADDrop{stock_cls.__name__}"
+    cls = type(
+        name,
+        (task_type, stock_cls),
+        {
+            "__module__": task_type.__module__,
+            "__qualname__": name,
+            "__doc__": (
+                f"keras-hub's `{stock_cls.__name__}` fine-tuned with "
+                "AD-DROP: see "
+                f"`keras_addrop.models.{task_type.__name__}`.\n\n"
+                "    Args:\n        {addrop_arguments}\n"
+            ),
+            "_stock_cls": stock_cls,
+            "_family": family,
+            "_lora_layer_names": lora_layer_names,
+        },
+    )
+    # Where pickling and `keras.saving` look the class up.
+    setattr(sys.modules[task_type.__module__], name, cls)
+    export = keras_addrop_export(f"keras_addrop.models.{name}")
+    return family_class(export(with_addrop_arguments(cls)))
+
+
 def family_names(task_type, names=None):
     """The names of the families a task type supports, e.g. "BERT, ...":
     the classes' `_family`, or `names` (key class -> name) where one class
@@ -82,12 +115,11 @@ def stock_task_class(preset, task_base):
         return backbone_cls  # No such task: refused by the caller.
 
 
-def split_addrop_arguments(preset, kwargs):
-    """`(AD-DROP arguments, other arguments)` of a `from_preset` call; the
-    preset's `addrop.json`, if any, fills the AD-DROP arguments not passed."""
-    addrop_kwargs = {
-        key: kwargs.pop(key) for key in ADDROP_ARGUMENTS if key in kwargs
-    }
+def split_addrop_arguments(preset, kwargs, names=ADDROP_ARGUMENTS):
+    """`(AD-DROP arguments, other arguments)` of a `from_preset` call (the
+    arguments in `names`); the preset's `addrop.json`, if any, fills the
+    AD-DROP arguments not passed."""
+    addrop_kwargs = {key: kwargs.pop(key) for key in names if key in kwargs}
     if preset_utils.check_file_exists(preset, ADDROP_CONFIG_FILE):
         saved = preset_utils.load_json(preset, ADDROP_CONFIG_FILE)
         addrop_kwargs = {**saved, **addrop_kwargs}
@@ -121,6 +153,9 @@ class ADDropTask(ADDropTrainStep):
     # keras-hub base class, and the task type's name in messages.
     _stock_base = None
     _noun = None
+    # The task type's own AD-DROP arguments, beside `ADDROP_ARGUMENTS`
+    # (saved in `addrop.json`, never in the stock task's config).
+    _task_addrop_arguments = ()
 
     def __init__(self, *args, **kwargs):
         # The stock tasks take the backbone first; a task type that builds
@@ -140,6 +175,23 @@ class ADDropTask(ADDropTrainStep):
         raise TypeError(f"{cls.__name__} is not an AD-DROP task type")
 
     @classmethod
+    def _preset_family(cls, preset):
+        """The AD-DROP class of a preset's family, in the family table of
+        the task type `cls` (which has one AD-DROP class per stock task);
+        a family without one is refused by name."""
+        stock = stock_task_class(preset, cls._stock_base)
+        table = task_families(cls.task_type())
+        if stock not in table:
+            name = stock.__name__.removesuffix(cls._stock_base.__name__)
+            raise ValueError(
+                f"AD-DROP has no {cls._noun} for the "
+                f"{name.removesuffix('Backbone')} family; it supports "
+                f"{family_names(cls.task_type())}. Received: "
+                f"preset={preset!r}"
+            )
+        return table[stock]
+
+    @classmethod
     def _from_family_preset(
         cls, preset, load_weights=True, sequence_length=None, **kwargs
     ):
@@ -149,23 +201,14 @@ class ADDropTask(ADDropTrainStep):
         from the preset, rebuilt as the AD-DROP class around its backbone
         and preprocessor with all its weights."""
         if cls._stock_cls is None:
-            stock = stock_task_class(preset, cls._stock_base)
-            table = task_families(cls.task_type())
-            if stock not in table:
-                name = stock.__name__.removesuffix(cls._stock_base.__name__)
-                raise ValueError(
-                    f"AD-DROP has no {cls._noun} for the "
-                    f"{name.removesuffix('Backbone')} family; it supports "
-                    f"{family_names(cls.task_type())}. Received: "
-                    f"preset={preset!r}"
-                )
-            return table[stock].from_preset(
+            return cls._preset_family(preset).from_preset(
                 preset,
                 load_weights=load_weights,
                 sequence_length=sequence_length,
                 **kwargs,
             )
-        addrop_kwargs, kwargs = split_addrop_arguments(preset, kwargs)
+        names = cls._addrop_argument_names()
+        addrop_kwargs, kwargs = split_addrop_arguments(preset, kwargs, names)
         if sequence_length is not None and "preprocessor" not in kwargs:
             preprocessor_cls = cls._stock_cls.preprocessor_cls
             kwargs["preprocessor"] = preprocessor_cls.from_preset(
@@ -187,7 +230,7 @@ class ADDropTask(ADDropTrainStep):
             key: value
             for key, value in task.get_config().items()
             if key not in ("backbone", "preprocessor", "name", "trainable")
-            and key not in ADDROP_ARGUMENTS
+            and key not in names
         }
         model = cls(
             backbone=task.backbone,
@@ -199,6 +242,10 @@ class ADDropTask(ADDropTrainStep):
         # shared backbone onto itself.
         model.set_weights(task.get_weights())
         return model
+
+    @classmethod
+    def _addrop_argument_names(cls):
+        return ADDROP_ARGUMENTS + cls._task_addrop_arguments
 
     def compile_from_config(self, config):
         # keras-hub's tasks override `compile`, so Keras' own loading
@@ -236,7 +283,7 @@ class ADDropTask(ADDropTrainStep):
                 class_name=stock.__name__,
                 registered_name=keras.saving.get_registered_name(stock),
             )
-            for key in ADDROP_ARGUMENTS:
+            for key in self._addrop_argument_names():
                 task["config"].pop(key, None)
         with open(path, "w") as f:
             f.write(json.dumps(task, indent=4))

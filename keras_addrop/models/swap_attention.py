@@ -19,7 +19,11 @@ def swap_attention(backbone):
     OPT) becomes a `keras_addrop.layers.ADDropCachedMultiHeadAttention`,
     and the own attention layers of Llama, Mistral, Mixtral, Qwen2, Qwen3,
     Phi-3, SmolLM3, Gemma 1/2/3 and GPT-NeoX their AD-DROP class (see
-    `keras_addrop.layers.ADDropDecoderAttention`). Always the
+    `keras_addrop.layers.ADDropDecoderAttention`). In an encoder-decoder
+    backbone (BART: `encoder_transformer_layers` and
+    `decoder_transformer_layers`) every attention is converted: the
+    encoders' self-attention, and each decoder's self-attention and
+    cross-attention. Always the
     very same variables (names, paths, values, distribution placement), no
     new state, and outputs unchanged until an AD-DROP step masks them. The
     encoder looks its attention layer up when it is called, so the
@@ -37,9 +41,10 @@ def swap_attention(backbone):
     Returns:
         The list of AD-DROP attention layers, each once, in the order of
         `transformer_layers` (index 0 is the layer closest to the
-        embeddings). A layer ALBERT shares between transformer layers
-        appears once; `keras_addrop.models.ADDropTextClassifier` counts its
-        calls.
+        embeddings; for BART the encoder layers, then each decoder layer's
+        self-attention and cross-attention). A layer ALBERT shares between
+        transformer layers appears once;
+        `keras_addrop.models.ADDropTextClassifier` counts its calls.
 
     Raises:
         ValueError: if the backbone has no `transformer_layers` whose
@@ -56,7 +61,7 @@ def swap_attention(backbone):
     attention_layers = keras_addrop.swap_attention(backbone)
     ```
     """
-    encoders = getattr(backbone, "transformer_layers", None)
+    encoders = _transformer_layers(backbone)
     if not encoders:
         raise ValueError(
             "`swap_attention` needs a keras-hub backbone built from "
@@ -64,8 +69,7 @@ def swap_attention(backbone):
             f"Received: backbone={type(backbone).__name__}"
         )
     found = []
-    for encoder in _flat(encoders):
-        attention = _self_attention(encoder)
+    for encoder, attention in _attention_layers(encoders):
         kind = ATTENTION_KINDS.get(type(attention))
         if kind is None and not isinstance(attention, ADDROP_ATTENTION):
             if any(isinstance(attention, stock) for stock in ATTENTION_KINDS):
@@ -82,7 +86,8 @@ def swap_attention(backbone):
                 "`DisentangledSelfAttention` or RoFormer-v2's "
                 "`RoformerAttention`, and the decoders of keras-hub's "
                 "`TransformerDecoder` (GPT-2, OPT), Llama, Mistral, Mixtral, "
-                "Qwen2, Qwen3, Phi-3, SmolLM3, Gemma 1/2/3 and GPT-NeoX. "
+                "Qwen2, Qwen3, Phi-3, SmolLM3, Gemma 1/2/3 and GPT-NeoX, "
+                "and BART's encoders and decoders. "
                 f"Received: backbone={type(backbone).__name__} with layer "
                 f"{type(encoder).__name__} ({encoder.name})"
             )
@@ -93,6 +98,28 @@ def swap_attention(backbone):
         if kind is not None:
             attention.__class__ = kind
     return [attention for attention, _ in found]
+
+
+def _transformer_layers(backbone):
+    # Encoder-decoder backbones (BART) list their two stacks apart.
+    layers = getattr(backbone, "transformer_layers", None)
+    if layers:
+        return layers
+    return [
+        *getattr(backbone, "encoder_transformer_layers", []),
+        *getattr(backbone, "decoder_transformer_layers", []),
+    ]
+
+
+def _attention_layers(encoders):
+    """`(transformer layer, attention layer)` of every attention the
+    layers hold: each one's self-attention, then its cross-attention (a
+    `TransformerDecoder` of an encoder-decoder backbone), if any."""
+    for encoder in _flat(encoders):
+        yield encoder, _self_attention(encoder)
+        cross = getattr(encoder, "_cross_attention_layer", None)
+        if cross is not None:
+            yield encoder, cross
 
 
 def _flat(encoders):
