@@ -122,6 +122,32 @@ def layer_indices(name):
     return parse
 
 
+# A seq2seq model's attention kinds (`ADDropSeq2SeqLM`'s; its module
+# imports Keras).
+ATTENTION_KINDS = ("encoder", "decoder", "cross")
+
+
+def attention_kinds(name):
+    """A parser for `"all"` or comma-separated attention kinds."""
+
+    def parse(text):
+        if text == "all":
+            return "all"
+        kinds = tuple(text.split(","))
+        if len(set(kinds)) != len(kinds) or any(
+            kind not in ATTENTION_KINDS for kind in kinds
+        ):
+            raise validation.invalid_argument(
+                name,
+                "'all' or comma-separated distinct kinds among "
+                + ", ".join(ATTENTION_KINDS),
+                text,
+            )
+        return kinds[0] if len(kinds) == 1 else kinds
+
+    return parse
+
+
 def existing_file(name):
     """A parser for the path of a file that exists."""
 
@@ -165,7 +191,9 @@ OPTIONS = (
         "--train-file and --validation-file without --task. Or named "
         "entities: ner (with --train-file and --validation-file) or "
         "conll2003 (tensorflow-datasets). Or a causal language model: "
-        "causal-lm (with --train-file and --validation-file).",
+        "causal-lm (with --train-file and --validation-file). Or a "
+        "sequence-to-sequence model: translation (with --train-file, "
+        "--validation-file and a BART --preset).",
         DATA,
     ),
     Option(
@@ -173,7 +201,9 @@ OPTIONS = (
         "Your own training data: a CSV, TSV or JSON-lines file with named "
         "columns (instead of --task); with --task ner, a CoNLL column file "
         "or JSON lines with tokens and tags; with --task causal-lm, JSON "
-        "lines with text, or prompt and response (loss on the response).",
+        "lines with text, or prompt and response (loss on the response); "
+        "with --task translation, TSV (source<TAB>target per line) or JSON "
+        "lines with source and target.",
         DATA,
         parse=existing_file("train_file"),
     ),
@@ -287,6 +317,15 @@ OPTIONS = (
         # The models' default too.
         default=(0,),
         parse=layer_indices("addrop_layers"),
+    ),
+    Option(
+        "addrop_attention",
+        "--task translation: which attention AD-DROP masks: encoder "
+        "(self-attention; the default, the paper's), decoder "
+        "(self-attention), cross, comma-separated kinds, or all. "
+        "--addrop-layers then indexes the layers of each kind.",
+        RUN,
+        parse=attention_kinds("addrop_attention"),
     ),
     Option(
         "attribution",

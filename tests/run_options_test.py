@@ -36,6 +36,16 @@ class RunOptionsTest(TestCase):
         for option in run_options.SWEEP_OPTIONS:
             self.assertIn(option.name, sweep)
 
+    def test_attention_kinds_are_the_seq2seq_models(self):
+        from keras_addrop.models import addrop_seq2seq_lm
+
+        self.assertEqual(
+            run_options.ATTENTION_KINDS, addrop_seq2seq_lm.ATTENTION_KINDS
+        )
+        parse = run_options.BY_NAME["addrop_attention"].parse
+        self.assertEqual(parse("cross,encoder"), ("cross", "encoder"))
+        self.assertEqual(parse("decoder"), "decoder")
+
     def test_model_options_are_the_classifiers_arguments(self):
         arguments = run_options.model_arguments(parsed())
         self.assertEqual(set(arguments), set(ADDROP_ARGUMENTS))

@@ -102,14 +102,29 @@ def _check_multiple(batch_size, batch_multiple):
         )
 
 
-def _lengths(x):
+def _lengths(x, prefix=""):
     """Each example's length: up to its last real token, by the padding
     mask or, for a preprocessor without one (RoFormer-v2's), by the rule of
-    its backbone that token id 0 is padding."""
-    real = x["padding_mask"] if "padding_mask" in x else x["token_ids"] != 0
+    its backbone that token id 0 is padding. `prefix` picks one sequence
+    of a pair (`"encoder_"` or `"decoder_"` of a seq2seq model)."""
+    mask = prefix + "padding_mask"
+    real = x[mask] if mask in x else x[prefix + "token_ids"] != 0
     real = np.asarray(real, bool)
     last = real.shape[1] - np.argmax(real[:, ::-1], axis=1)
     return np.where(real.any(axis=1), last, 0)
+
+
+def _sequences(x):
+    """The prefixes of the sequences `x` holds: `("",)`, or a seq2seq
+    model's `("encoder_", "decoder_")`. Per-position labels belong to the
+    last, the sequence the model's outputs are on."""
+    if "encoder_token_ids" in x and "decoder_token_ids" in x:
+        return ("encoder_", "decoder_")
+    return ("",)
+
+
+def _prefix_of(key, prefixes):
+    return next(p for p in reversed(prefixes) if key.startswith(p))
 
 
 def _usable_count(count, batch_size, batch_multiple):
@@ -253,7 +268,11 @@ def array_batches(
     `x` is a dict of `(examples, sequence_length)` arrays (a preprocessor's
     outputs); `y` and `sample_weight` are `None`, one value per example, or
     one per position (a token classifier's), cut to each batch's width with
-    `x`. The other arguments are `preprocessed_batches`'.
+    `x`. A seq2seq model's `x` (`encoder_...` and `decoder_...` arrays) has
+    two widths, each cut to its own longest example, the per-position
+    labels with the decoder's; length-aware batching then groups examples
+    by the sum of their two lengths. The other arguments are
+    `preprocessed_batches`'.
 
     Returns:
         A batched `tf.data.Dataset` of `x`, `(x, y)` or
@@ -263,8 +282,9 @@ def array_batches(
         initial_epoch, pad_to_multiple_of, batch_multiple
     )
     _check_multiple(batch_size, batch_multiple)
-    lengths = _lengths(x)
-    full_width = x["token_ids"].shape[1]
+    prefixes = _sequences(x)
+    side_lengths = {prefix: _lengths(x, prefix) for prefix in prefixes}
+    lengths = sum(side_lengths.values())
     labels = [v for v in (y, sample_weight) if v is not None]
     rng = np.random.default_rng(seed) if shuffle else None
 
@@ -287,14 +307,19 @@ def array_batches(
 
     def batches():
         for indices in order():
-            width = None
+            widths = dict.fromkeys(prefixes)
             if length_aware:
-                longest = lengths[indices].max()
-                width = min(
-                    -(-longest // pad_to_multiple_of) * pad_to_multiple_of,
-                    full_width,
-                )
-            batch_x = {key: value[indices, :width] for key, value in x.items()}
+                for prefix in prefixes:
+                    longest = side_lengths[prefix][indices].max()
+                    widths[prefix] = min(
+                        -(-longest // pad_to_multiple_of) * pad_to_multiple_of,
+                        x[prefix + "token_ids"].shape[1],
+                    )
+            batch_x = {
+                key: value[indices, : widths[_prefix_of(key, prefixes)]]
+                for key, value in x.items()
+            }
+            width = widths[prefixes[-1]]
             rest = tuple(
                 v[indices, :width] if v.ndim == 2 else v[indices]
                 for v in labels

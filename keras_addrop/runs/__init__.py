@@ -2,8 +2,8 @@
 
 The plumbing every run shares is in `common`; each task type has a module
 (`text_classification`: GLUE and own sentence files; `token_classification`:
-NER; `causal_lm`: language models on texts or prompt/response pairs), which
-`--task` picks.
+NER; `causal_lm`: language models on texts or prompt/response pairs;
+`translation`: seq2seq models on parallel text), which `--task` picks.
 """
 
 import keras
@@ -12,6 +12,7 @@ from keras_addrop.runs import causal_lm
 from keras_addrop.runs import common
 from keras_addrop.runs import text_classification
 from keras_addrop.runs import token_classification
+from keras_addrop.runs import translation
 from keras_addrop.runs.common import EPOCH_LOG
 from keras_addrop.runs.common import FAILED_FILE
 from keras_addrop.runs.common import RESULTS_FILE
@@ -37,6 +38,8 @@ def task_type(args):
         return token_classification
     if task in causal_lm.TASKS:
         return causal_lm
+    if task in translation.TASKS:
+        return translation
     return text_classification
 
 

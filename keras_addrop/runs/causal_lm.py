@@ -21,6 +21,7 @@ from keras_addrop.runs.common import check_preset_path
 from keras_addrop.runs.common import from_preset
 from keras_addrop.runs.common import prepare_model
 from keras_addrop.runs.common import refuse_options
+from keras_addrop.runs.common import refuse_seq2seq_options
 from keras_addrop.runs.common import user_errors
 
 TASKS = ("causal-lm",)
@@ -94,6 +95,7 @@ def read_examples(path):
 def resolve_data(args):
     """Reads the run's files and draws its training sample."""
     refuse_options(args, _CLASSIFIER_OPTIONS, "{flag} is not for --task {task}")
+    refuse_seq2seq_options(args)
     if args.pooling != "cls":
         raise RunError(
             "--pooling is for sentence classifiers: a causal LM predicts "

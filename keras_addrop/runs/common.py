@@ -83,6 +83,16 @@ def refuse_options(args, names, message):
             raise RunError(message.format(flag=flag, task=args.task))
 
 
+def refuse_seq2seq_options(args):
+    """Refuses the options only a seq2seq model takes."""
+    refuse_options(
+        args,
+        ("addrop_attention",),
+        "{flag} chooses among a seq2seq model's attention kinds: it is for "
+        "--task translation",
+    )
+
+
 def prepare_model(model, args):
     """What every run does to its model before compiling it: AD-DROP on
     unless `--no-addrop`, and `--lora-rank` (keras-hub's LoRA on the

@@ -18,6 +18,7 @@ from keras_addrop.runs.common import adamw
 from keras_addrop.runs.common import check_preset_path
 from keras_addrop.runs.common import from_preset
 from keras_addrop.runs.common import prepare_model
+from keras_addrop.runs.common import refuse_seq2seq_options
 from keras_addrop.runs.common import resolve_preset
 from keras_addrop.runs.common import user_errors
 
@@ -135,6 +136,7 @@ class RunData:
 
 def resolve_data(args):
     """Reads the run's task and files and draws its training sample."""
+    refuse_seq2seq_options(args)
     with user_errors():
         task, (texts, labels), (dev_texts, dev_labels) = load_task_data(args)
     if args.few_shot is not None and task.is_regression:

@@ -22,6 +22,7 @@ from keras_addrop.runs.common import check_preset_path
 from keras_addrop.runs.common import from_preset
 from keras_addrop.runs.common import prepare_model
 from keras_addrop.runs.common import refuse_options
+from keras_addrop.runs.common import refuse_seq2seq_options
 from keras_addrop.runs.common import user_errors
 
 TASKS = ("ner", "conll2003")
@@ -49,6 +50,7 @@ class TaggedData:
 
 def resolve_data(args):
     """Reads the run's tagged files (or tfds split) and draws its sample."""
+    refuse_seq2seq_options(args)
     refuse_options(
         args,
         _SENTENCE_OPTIONS,

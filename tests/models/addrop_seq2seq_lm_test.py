@@ -4,7 +4,6 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
-from absl.testing import parameterized
 
 import keras_addrop
 from keras_addrop.attribution import compute_attribution
