@@ -78,15 +78,15 @@ def steps_of_fit(model, data, steps):
     )
 
 
-def time_worker(args):
-    """The three configurations, interleaved: seconds per measurement."""
+def time_worker(args, model_for=model_for, batch=batch, configs=CONFIGS):
+    """The configurations, interleaved: seconds per measurement."""
     data = batch(args)
     runs = {
-        c: steps_of_fit(model_for(c, args), data, args.steps) for c in CONFIGS
+        c: steps_of_fit(model_for(c, args), data, args.steps) for c in configs
     }
     for run in runs.values():  # Compile and warm up.
         run()
-    seconds = {c: [] for c in CONFIGS}
+    seconds = {c: [] for c in configs}
     for _ in range(args.rounds):
         for config, run in runs.items():
             start = time.perf_counter()
@@ -95,7 +95,7 @@ def time_worker(args):
     return seconds
 
 
-def memory_worker(args):
+def memory_worker(args, model_for=model_for, batch=batch):
     """Resident memory after building, and the peak over 3 steps."""
     model = model_for(args.config, args)
     built = resident_mib()
@@ -117,14 +117,14 @@ def memory_worker(args):
     return {"built_mib": built, "peak_mib": peak[0]}
 
 
-def cost_worker(args):
+def cost_worker(args, model_for=model_for, batch=batch, configs=CONFIGS):
     """XLA's own estimate of each configuration's compiled JAX step: its
     floating-point operations and bytes accessed."""
     import jax
 
     data = batch(args)
     costs = {}
-    for config in CONFIGS:
+    for config in configs:
         model = model_for(config, args)
         steps_of_fit(model, data, 1)()  # Builds the optimizer and metrics.
         state = model._get_jax_state(True, True, True, True)
@@ -140,32 +140,25 @@ def cost_worker(args):
     return costs
 
 
-def worker(args):
+def worker(args, model_for=model_for, batch=batch, configs=CONFIGS):
+    """A child process's measurement (`--worker`)."""
     import keras
 
     keras.utils.set_random_seed(0)
     if args.worker == "time":
-        return time_worker(args)
+        return time_worker(args, model_for, batch, configs)
     if args.worker == "cost":
-        return cost_worker(args)
-    return memory_worker(args)
+        return cost_worker(args, model_for, batch, configs)
+    return memory_worker(args, model_for, batch)
 
 
-def child(args, backend, *extra):
-    command = [sys.executable, os.path.abspath(__file__), *extra]
+def child(args, backend, *extra, script=__file__, options=("lora_rank",)):
+    """`script`'s worker in a fresh process on `backend`, with the
+    run's shared options and `options`: its JSON answer."""
+    command = [sys.executable, os.path.abspath(script), *extra]
     command += ["--backend", backend, "--rounds", str(args.rounds)]
-    command += [
-        "--steps",
-        str(args.steps),
-        "--batch-size",
-        str(args.batch_size),
-    ]
-    command += [
-        "--length",
-        str(args.length),
-        "--lora-rank",
-        str(args.lora_rank),
-    ]
+    for name in ("steps", "batch_size", "length", *options):
+        command += ["--" + name.replace("_", "-"), str(getattr(args, name))]
     env = {**os.environ, "KERAS_BACKEND": backend}
     output = subprocess.run(
         command, capture_output=True, text=True, env=env, check=True
@@ -194,14 +187,21 @@ def main(argv=None):
     if args.worker is not None:
         print(json.dumps(worker(args)))
         return
+    report = measure(args, {"lora_rank": args.lora_rank}, CONFIGS)
+    write_report(args, report)
+
+
+def measure(args, settings, configs, child=child):
+    """Times and memory of `configs` on each of `--backends`, each backend
+    in its own processes (`child`), as a report."""
     report = {
-        "command": "python benchmarks/causal_lm_speed.py "
+        "command": f"python benchmarks/{os.path.basename(sys.argv[0])} "
         + " ".join(sys.argv[1:]),
         "machine": f"{platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs",
         "batch_size": args.batch_size,
         "length": args.length,
-        "lora_rank": args.lora_rank,
+        **settings,
         "steps_per_measurement": args.steps,
         "backends": {},
     }
@@ -210,7 +210,7 @@ def main(argv=None):
         medians = {c: statistics.median(s) for c, s in seconds.items()}
         memory = {
             c: child(args, backend, "--worker", "memory", "--config", c)
-            for c in CONFIGS
+            for c in configs
         }
         plain_time, plain_peak = medians["plain"], memory["plain"]["peak_mib"]
         report["backends"][backend] = {
@@ -221,10 +221,14 @@ def main(argv=None):
             "time_over_plain": {c: m / plain_time for c, m in medians.items()},
             "memory_mib": memory,
             "peak_memory_over_plain": {
-                c: memory[c]["peak_mib"] / plain_peak for c in CONFIGS
+                c: memory[c]["peak_mib"] / plain_peak for c in configs
             },
         }
         print(json.dumps({backend: report["backends"][backend]}, indent=1))
+    return report
+
+
+def write_report(args, report):
     if args.output:
         os.makedirs(
             os.path.dirname(os.path.abspath(args.output)), exist_ok=True
