@@ -175,7 +175,9 @@ def build_parser():
         help="Your own file instead of --task: a CSV, TSV or JSON-lines "
         "file of sentences (written back with a prediction column), or, "
         "for a token classifier, a CoNLL file or JSON lines of tokens "
-        "(written back with the predicted tags).",
+        "(written back with the predicted tags), or, for a seq2seq model, "
+        "sources to translate (TSV: the first field of each line; JSON "
+        "lines: source), written back with their greedy translations.",
     )
     predict.add_argument(
         "--model",

@@ -218,7 +218,14 @@ def measure(args, settings, configs, child=child):
             "median_seconds_per_step": {
                 c: m / args.steps for c, m in medians.items()
             },
+            # A stall of the machine only ever adds time.
+            "fastest_seconds_per_step": {
+                c: min(s) / args.steps for c, s in seconds.items()
+            },
             "time_over_plain": {c: m / plain_time for c, m in medians.items()},
+            "fastest_over_plain": {
+                c: min(s) / min(seconds["plain"]) for c, s in seconds.items()
+            },
             "memory_mib": memory,
             "peak_memory_over_plain": {
                 c: memory[c]["peak_mib"] / plain_peak for c in configs

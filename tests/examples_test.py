@@ -156,6 +156,34 @@ class ExamplesTest(TestCase):
             out, os.path.join(figures, "causal_lm_lora_attribution.png")
         )
 
+    def test_seq2seq_tutorial_runs(self):
+        figures = self.get_temp_dir()
+        out = self.run_tutorial(
+            "seq2seq_translation.py", "--train-pairs", "64", "--dev-pairs",
+            "8", "--epochs", "2", "--figures", figures,
+        )  # fmt: skip
+        self.assertIn("64 training pairs, 8 dev pairs", out)
+        self.assertIn("is a BartSeq2SeqLM: True", out)
+        # Cross-tuning: epoch 1 plain, epoch 2 AD-DROP near p * q = 0.04.
+        self.assertRegex(out, r"epoch 1: loss [0-9.]+, drop fraction 0\.000")
+        self.assertRegex(out, r"epoch 2: loss [0-9.]+, drop fraction 0\.0[3-6]")
+        self.assertIn("same greedy translations as the stock model: True", out)
+        # (batch, heads, target, source): the target is the shorter here.
+        self.assertIn("(1, 4, 12, 12) (1, 4, 12, 12)", out)
+        # Every target row: ceil(0.3 n) candidates among n source tokens.
+        found = re.search(
+            r"real source tokens (\d+), candidates per target row \[(\d+)\]",
+            out,
+        )
+        self.assertIsNotNone(found, out)
+        self.assertEqual(
+            int(found[2]), -(-3 * int(found[1]) // 10), msg=found[0]
+        )
+        self.assertIn("every row keeps a source token: True", out)
+        self.assert_figure_written(
+            out, os.path.join(figures, "seq2seq_cross_attention.png")
+        )
+
     @pytest.mark.large
     def test_prior_experiment_tutorial_runs(self):
         figures = self.get_temp_dir()

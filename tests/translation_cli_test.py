@@ -170,6 +170,19 @@ class TranslationCommandLineTest(TestCase):
             translations[:1],
         )
 
+        # `predict` writes the same translations back into the file.
+        predicted = os.path.join(output, "dev_translated.jsonl")
+        code, out, err = run(
+            "predict", "--model", os.path.join(output, "model.keras"),
+            "--data", self.dev, "--output", predicted, "--max-length", "8",
+        )  # fmt: skip
+        self.assertEqual(code, 0, msg=err)
+        self.assertIn("wrote 6 translations", out)
+        with open(predicted) as f:
+            records = [json.loads(line) for line in f]
+        self.assertEqual([r["translation"] for r in records], translations)
+        self.assertEqual([r["source"] for r in records], [s for s, _ in pairs])
+
     def test_bad_files_and_options_are_named(self):
         folder = self.get_temp_dir()
         code, _, err = run(

@@ -129,11 +129,12 @@ def split_addrop_arguments(preset, kwargs, names=ADDROP_ARGUMENTS):
 class ADDropTask(ADDropTrainStep):
     """The AD-DROP level of a keras-hub task: what every task type shares.
 
-    As keras-hub's `Task` sits under `TextClassifier` and `CausalLM`, this
-    class sits under the AD-DROP task types (the text classifiers, the
-    token classifier): a subclass is also a keras-hub task (its other base
-    class). It swaps the backbone's attention for AD-DROP's in place (same
-    weights; before keras-hub's `__init__` builds the task graph), finds the
+    As keras-hub's `Task` sits under `TextClassifier`, `CausalLM` and
+    `Seq2SeqLM`, this class sits under the AD-DROP task types (the text
+    classifiers, the token classifier, the causal LMs, the seq2seq LMs): a
+    subclass is also a keras-hub task (its other base class). It swaps the
+    backbone's attention for AD-DROP's in place (same weights; before
+    keras-hub's `__init__` builds the task graph), finds the
     attention calls, restores the optimizer of a loaded model, refuses a
     LoRA setup that adapts nothing, writes `addrop.json` beside the preset
     keras-hub writes, and keeps the AD-DROP classes out of stock keras-hub's

@@ -57,7 +57,8 @@ def sweep(args):
 def predict(args):
     """GLUE test predictions (`--task`), or a user's own file (`--data`):
     a sentence file gets a prediction column, a CoNLL or JSON-lines file
-    of words its tags."""
+    of words its tags, a file of sources (for a seq2seq model) their
+    translations."""
     if (args.task is None) == (args.data is None):
         raise RunError(
             "give either --task (a GLUE task's test split) or --data (your "
@@ -66,10 +67,17 @@ def predict(args):
     if args.task is not None:
         return text_classification.predict(args)
     import keras_addrop  # noqa: F401 -- registers the classes for loading.
+    from keras_addrop.models import ADDropSeq2SeqLM
     from keras_addrop.models import ADDropTokenClassifier
 
     with user_errors():
         model = keras.saving.load_model(args.model)
+    if isinstance(model, ADDropSeq2SeqLM):
+        count = translation.predict_file(
+            model, args.data, args.output, args.batch_size, args.max_length
+        )
+        print(f"wrote {count} translations to {args.output}")
+        return
     if isinstance(model, ADDropTokenClassifier):
         count = token_classification.predict_file(
             model, args.data, args.output, args.batch_size

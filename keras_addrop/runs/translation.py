@@ -4,6 +4,7 @@ dev sources and by dev loss."""
 
 import csv
 import dataclasses
+import json
 import math
 import os
 
@@ -245,14 +246,17 @@ def bleu(hypotheses, references):
     return float(sacrebleu.corpus_bleu(hypotheses, [references]).score)
 
 
-def translate(model, preprocessor, sources, max_length):
-    """Greedy translations of `sources` by a model without its
-    preprocessor (as it trains), `max_length` target tokens at most."""
+def translate(
+    model, preprocessor, sources, max_length, batch_size=_TRANSLATION_BATCH
+):
+    """Translations of `sources` (with the model's compiled sampler) by a
+    model without its preprocessor (as it trains), `max_length` target
+    tokens at most."""
     end = [preprocessor.tokenizer.end_token_id]
     translations = []
-    for start in range(0, len(sources), _TRANSLATION_BATCH):
+    for start in range(0, len(sources), batch_size):
         x = preprocessor.generate_preprocess(
-            sources[start : start + _TRANSLATION_BATCH],
+            sources[start : start + batch_size],
             decoder_sequence_length=max_length,
         )
         outputs = model.generate(x, stop_token_ids=end)
@@ -262,6 +266,53 @@ def translate(model, preprocessor, sources, max_length):
             for t in keras.ops.convert_to_numpy(texts).tolist()
         ]
     return [t.strip() for t in translations]
+
+
+def predict_file(model, path, output, batch_size, max_length):
+    """Translates the sources of a file greedily and writes them out: JSON
+    lines (each needs a `source`) get a `"translation"` added to each line;
+    a TSV's first field of each line is its source (a first line `source`
+    or `source<TAB>target` is a header), written back as
+    `source<TAB>translation` lines under that header. Returns the number of
+    sentences translated."""
+    with user_errors():
+        if path.endswith((".jsonl", ".json")):
+            records = [r for _, r in json_lines(path)]
+            for number, record in enumerate(records, start=1):
+                if not isinstance(record.get("source"), str):
+                    raise ValueError(
+                        f"{path}:{number}: a line needs a 'source' string. "
+                        f"Received: keys {sorted(record)}"
+                    )
+            sources = [r["source"] for r in records]
+        else:
+            with open(path, encoding="utf-8-sig", newline="") as f:
+                rows = list(
+                    csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+                )
+            if rows and tuple(rows[0]) in (("source",), FIELDS):
+                rows = rows[1:]
+            sources = [row[0] for row in rows if row and row[0].strip()]
+    if not sources:
+        raise RunError(f"{path} holds no sentences to translate")
+    model.compile(sampler="greedy")
+    preprocessor, model.preprocessor = model.preprocessor, None
+    try:
+        translations = translate(
+            model, preprocessor, sources, max_length, batch_size
+        )
+    finally:
+        model.preprocessor = preprocessor
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with open(output, "w", encoding="utf-8") as f:
+        if path.endswith((".jsonl", ".json")):
+            for record, translation in zip(records, translations):
+                f.write(json.dumps({**record, "translation": translation}))
+                f.write("\n")
+        else:
+            f.write("source\ttranslation\n")
+            f.writelines(f"{s}\t{t}\n" for s, t in zip(sources, translations))
+    return len(sources)
 
 
 class TranslationEvaluation(DevEvaluation):
