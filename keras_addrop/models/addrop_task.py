@@ -182,6 +182,16 @@ class ADDropTask(ADDropTrainStep):
         a family without one is refused by name."""
         stock = stock_task_class(preset, cls._stock_base)
         table = task_families(cls.task_type())
+        for task_type, other in _FAMILIES.items():
+            # keras-hub's `Seq2SeqLM` is a `CausalLM`: a BART preset asked
+            # for as a causal LM is another task type's family.
+            if task_type is not cls.task_type() and stock in other:
+                raise ValueError(
+                    f"The preset is a keras-hub {stock.__name__}, not a "
+                    f"{cls._noun}: use keras_addrop.models."
+                    f"{task_type.__name__}.from_preset. Received: "
+                    f"preset={preset!r}"
+                )
         if stock not in table:
             name = stock.__name__.removesuffix(cls._stock_base.__name__)
             raise ValueError(

@@ -9,11 +9,9 @@ import keras
 import keras_hub
 import numpy as np
 
-from keras_addrop import backend
 from keras_addrop import glue
 from keras_addrop import run_options
 from keras_addrop.callbacks import DevEvaluation
-from keras_addrop.glue.batching import array_batches
 from keras_addrop.glue.text_files import json_lines
 from keras_addrop.runs.common import RunError
 from keras_addrop.runs.common import adamw
@@ -22,6 +20,7 @@ from keras_addrop.runs.common import from_preset
 from keras_addrop.runs.common import prepare_model
 from keras_addrop.runs.common import refuse_options
 from keras_addrop.runs.common import refuse_seq2seq_options
+from keras_addrop.runs.common import token_batches
 from keras_addrop.runs.common import user_errors
 
 TASKS = ("causal-lm",)
@@ -209,23 +208,9 @@ def batches(args, data, preprocessor, initial_epoch):
             f"{args.validation_file} was cut (raise --max-length)"
         )
     data.unigram = unigram_baseline(y, weight, dev_y, dev_weight)
-    common = {
-        "batch_size": args.batch_size,
-        "pad_to_multiple_of": backend.WIDTH_MULTIPLE,
-        "batch_multiple": backend.batch_multiple(),
-    }
-    train_batches = array_batches(
-        x,
-        y,
-        weight,
-        length_aware=not args.no_length_aware,
-        shuffle=True,
-        seed=args.seed,
-        initial_epoch=initial_epoch,
-        **common,
+    return token_batches(
+        args, (x, y, weight), (dev_x, dev_y, dev_weight), initial_epoch
     )
-    dev_batches = array_batches(dev_x, dev_y, dev_weight, **common)
-    return train_batches, dev_batches
 
 
 def unigram_baseline(y, weight, dev_y, dev_weight):

@@ -33,6 +33,7 @@ from keras_addrop import backend
 from keras_addrop import run_options
 from keras_addrop.callbacks import BackupAndRestore
 from keras_addrop.callbacks import CrossTuning
+from keras_addrop.glue.batching import array_batches
 from keras_addrop.models.presets import minilm_l6_preset
 
 RESULTS_FILE = "results.json"
@@ -91,6 +92,27 @@ def refuse_seq2seq_options(args):
         "{flag} chooses among a seq2seq model's attention kinds: it is for "
         "--task translation",
     )
+
+
+def token_batches(args, train, dev, initial_epoch):
+    """The batches of a run whose labels are per token: `train` and `dev`
+    are `(x, y, sample_weight)` arrays; the training batches are seeded,
+    length-aware (unless `--no-length-aware`) and shuffled as from
+    `initial_epoch`, the dev batches in order."""
+    common = {
+        "batch_size": args.batch_size,
+        "pad_to_multiple_of": backend.WIDTH_MULTIPLE,
+        "batch_multiple": backend.batch_multiple(),
+    }
+    train_batches = array_batches(
+        *train,
+        length_aware=not args.no_length_aware,
+        shuffle=True,
+        seed=args.seed,
+        initial_epoch=initial_epoch,
+        **common,
+    )
+    return train_batches, array_batches(*dev, **common)
 
 
 def prepare_model(model, args):

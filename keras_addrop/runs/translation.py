@@ -12,11 +12,9 @@ import keras
 import keras_hub
 import numpy as np
 
-from keras_addrop import backend
 from keras_addrop import glue
 from keras_addrop import run_options
 from keras_addrop.callbacks import DevEvaluation
-from keras_addrop.glue.batching import array_batches
 from keras_addrop.glue.text_files import json_lines
 from keras_addrop.runs.causal_lm import unigram_baseline
 from keras_addrop.runs.common import RunError
@@ -25,6 +23,7 @@ from keras_addrop.runs.common import check_preset_path
 from keras_addrop.runs.common import from_preset
 from keras_addrop.runs.common import prepare_model
 from keras_addrop.runs.common import refuse_options
+from keras_addrop.runs.common import token_batches
 from keras_addrop.runs.common import user_errors
 
 TASKS = ("translation",)
@@ -215,23 +214,9 @@ def batches(args, data, preprocessor, initial_epoch):
             [target for _, target in data.dev],
         ),
     }
-    common = {
-        "batch_size": args.batch_size,
-        "pad_to_multiple_of": backend.WIDTH_MULTIPLE,
-        "batch_multiple": backend.batch_multiple(),
-    }
-    train_batches = array_batches(
-        x,
-        y,
-        weight,
-        length_aware=not args.no_length_aware,
-        shuffle=True,
-        seed=args.seed,
-        initial_epoch=initial_epoch,
-        **common,
+    return token_batches(
+        args, (x, y, weight), (dev_x, dev_y, dev_weight), initial_epoch
     )
-    dev_batches = array_batches(dev_x, dev_y, dev_weight, **common)
-    return train_batches, dev_batches
 
 
 def bleu(hypotheses, references):

@@ -331,6 +331,11 @@ class Seq2SeqLMPresetsTest(TestCase):
         self.assertEqual(shorter.preprocessor.encoder_sequence_length, 4)
         self.assertEqual(shorter.preprocessor.decoder_sequence_length, 8)
         self.assertEqual(shorter.addrop_attention, "decoder")
+        # keras-hub's Seq2SeqLM is a CausalLM: the causal LMs point here.
+        with self.assertRaisesRegex(
+            ValueError, r"BartSeq2SeqLM, not a causal LM: use .*ADDropSeq2SeqLM"
+        ):
+            keras_addrop.models.ADDropCausalLM.from_preset(folder)
 
     def test_a_keras_file_restores_the_class_and_outputs(self):
         model = tiny_bart_lm(addrop_attention=["decoder", "cross"])
