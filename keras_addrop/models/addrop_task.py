@@ -184,8 +184,10 @@ class ADDropTask(ADDropTrainStep):
         table = task_families(cls.task_type())
         for task_type, other in _FAMILIES.items():
             # keras-hub's `Seq2SeqLM` is a `CausalLM`: a BART preset asked
-            # for as a causal LM is another task type's family.
-            if task_type is not cls.task_type() and stock in other:
+            # for as a causal LM is another task type's family. (A backbone
+            # class stands for no task: it only says what keras-hub lacks.)
+            is_task = issubclass(stock, keras_hub.models.Task)
+            if is_task and task_type is not cls.task_type() and stock in other:
                 raise ValueError(
                     f"The preset is a keras-hub {stock.__name__}, not a "
                     f"{cls._noun}: use keras_addrop.models."
