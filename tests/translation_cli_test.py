@@ -205,6 +205,12 @@ class TranslationCommandLineTest(TestCase):
         self.assertEqual(code, 2)
         self.assertIn("--metric is not for --task translation", err)
         code, _, err = run(
+            "finetune", *self.options(), "--strategy", "mirrored",
+            "--output", os.path.join(folder, "e"),
+        )  # fmt: skip
+        self.assertEqual(code, 2)
+        self.assertIn("trains on one device for now", err)
+        code, _, err = run(
             "finetune", "--task", "rte", "--addrop-attention", "cross",
             "--output", os.path.join(folder, "d"),
         )  # fmt: skip

@@ -113,6 +113,13 @@ def resolve_data(args):
             "--pooling is for sentence classifiers: a seq2seq LM predicts "
             f"every target token. Received: --pooling={args.pooling}"
         )
+    if args.strategy != "none":
+        # The dev BLEU generates after every epoch; generation under a
+        # strategy is not tested here.
+        raise RunError(
+            "--task translation trains on one device for now. Received: "
+            f"--strategy={args.strategy}"
+        )
     if args.train_file is None or args.validation_file is None:
         raise RunError(
             "--task translation needs --train-file and --validation-file "
