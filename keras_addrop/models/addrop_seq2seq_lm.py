@@ -4,7 +4,6 @@ import keras_hub
 
 from keras_addrop.api_export import keras_addrop_export
 from keras_addrop.models.addrop_task import ADDropTask
-from keras_addrop.models.addrop_task import family_names
 from keras_addrop.models.addrop_task import make_family_class
 from keras_addrop.models.addrop_task import task_families
 from keras_addrop.ops.visibility import Visibility
@@ -13,11 +12,6 @@ from keras_addrop.validation import invalid_argument
 
 # The attention kinds of an encoder-decoder model, in forward order.
 ATTENTION_KINDS = ("encoder", "decoder", "cross")
-
-
-def supported_families():
-    """The supported families' names, e.g. "BART"."""
-    return family_names(ADDropSeq2SeqLM)
 
 
 def resolve_attention_kinds(addrop_attention):
@@ -178,21 +172,17 @@ class ADDropSeq2SeqLM(ADDropTask):
         return x["decoder_padding_mask"]
 
     def _addrop_visibilities(self, x, calls):
+        source = x["encoder_padding_mask"]
+        target = x["decoder_padding_mask"]
+        patterns = {
+            "encoder": lambda: Visibility(source),
+            "decoder": lambda: Visibility(target, causal=True),
+            "cross": lambda: Visibility(target, key_mask=source),
+        }
+        # One per chosen kind, shared by its calls (counted once).
+        by_kind = {k: patterns[k]() for k in self._addrop_attention_kinds}
         kinds = _attention_kinds(self.backbone)
-        visibilities = {}
-
-        def visibility(kind):
-            if kind not in visibilities:
-                source = x["encoder_padding_mask"]
-                target = x["decoder_padding_mask"]
-                visibilities[kind] = {
-                    "encoder": lambda: Visibility(source),
-                    "decoder": lambda: Visibility(target, causal=True),
-                    "cross": lambda: Visibility(target, key_mask=source),
-                }[kind]()
-            return visibilities[kind]
-
-        return [visibility(kinds[id(call.layer)]) for call in calls]
+        return [by_kind[kinds[id(call.layer)]] for call in calls]
 
     @classmethod
     def from_preset(
