@@ -19,6 +19,8 @@ order:
   `"config"`, what the run's config records of it);
 - `saved_preprocessor(preprocessor)`: the preprocessor `model.keras` holds
   (None: the model is saved without one).
+
+A task type that cannot train under `--strategy` sets `DISTRIBUTES = False`.
 """
 
 import contextlib
@@ -309,6 +311,13 @@ def finetune(args, kind):
     resumes from the last finished epoch, in the right cross-tuning phase.
     """
     strategy = args.strategy
+    if strategy != "none" and not getattr(kind, "DISTRIBUTES", True):
+        # Before the backend's own refusals: this one holds on every
+        # backend.
+        raise RunError(
+            f"--task {args.task} trains on one device for now. Received: "
+            f"--strategy={strategy}"
+        )
     scope = distribution_scope(strategy)
     data = kind.resolve_data(args)
     # A task type may have its own default preset.

@@ -33,6 +33,10 @@ _CLASSIFIER_OPTIONS = ("few_shot", "text_columns", "metric", "glue_dir")
 _CLASSIFIER_OPTIONS += ("data_dir",)
 
 FIELDS = ("source", "target")
+# The dev BLEU generates after every epoch, and generation under a strategy
+# is not tested here.
+DISTRIBUTES = False
+
 # Sentences translated at once for the dev BLEU.
 _TRANSLATION_BATCH = 32
 
@@ -112,13 +116,6 @@ def resolve_data(args):
         raise RunError(
             "--pooling is for sentence classifiers: a seq2seq LM predicts "
             f"every target token. Received: --pooling={args.pooling}"
-        )
-    if args.strategy != "none":
-        # The dev BLEU generates after every epoch; generation under a
-        # strategy is not tested here.
-        raise RunError(
-            "--task translation trains on one device for now. Received: "
-            f"--strategy={args.strategy}"
         )
     if args.train_file is None or args.validation_file is None:
         raise RunError(
