@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from tests.test_case import TestCase
 from tests.test_case import tiny_backbone
+from tests.test_case import tiny_bart_backbone
 
 tf_only = pytest.mark.skipif(
     keras.config.backend() != "tensorflow", reason="TensorFlow's trainer"
@@ -147,6 +148,23 @@ class KerasCanariesTest(TestCase):
         restored = preprocessor.from_config(preprocessor.get_config())
         self.assertEqual(restored.encoder_sequence_length, 8)
         self.assertEqual(restored.decoder_sequence_length, 6)
+
+    def test_keras_on_pytorch_saves_optimizers_under_their_torch_modules(self):
+        # Worked around by ADDropTask.compile_from_config.
+        config = keras.saving.serialize_keras_object(keras.optimizers.Adam())
+        on_torch = keras.config.backend() == "torch"
+        self.assertEqual(
+            config["module"].startswith("keras.src.backend.torch."), on_torch
+        )
+
+    def test_keras_lists_bart_variables_in_another_order_on_pytorch(self):
+        # Worked around by ADDropTask.get_compile_config (the optimizer's
+        # variable order by path).
+        paths = [v.path for v in tiny_bart_backbone().trainable_variables]
+        decoder_first = paths.index(
+            "decoder_position_embedding/embeddings"
+        ) < paths.index("encoder_embeddings_layer_norm/gamma")
+        self.assertEqual(decoder_first, keras.config.backend() == "torch")
 
 
 @tf_only

@@ -31,6 +31,8 @@ ADDROP_ARGUMENTS = (
 # In a preset written by an AD-DROP task: its AD-DROP settings, beside the
 # files that keras-hub writes for the task.
 ADDROP_CONFIG_FILE = "addrop.json"
+# The compile config's record of the optimizer's variable order.
+_OPTIMIZER_ORDER = "optimizer_variable_paths"
 
 # Per task type (a direct subclass of `ADDropTask`): the keras-hub class a
 # preset resolves to (a stock task, or a backbone where keras-hub has no
@@ -260,14 +262,33 @@ class ADDropTask(ADDropTrainStep):
     def _addrop_argument_names(cls):
         return ADDROP_ARGUMENTS + cls._task_addrop_arguments
 
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        optimizer = getattr(self, "optimizer", None)
+        if config is not None and optimizer is not None and optimizer.built:
+            # The optimizer saves its moments by position, in the order of
+            # the variables it was built on, and Keras lists a model's
+            # variables in another order on some backends (BART's on
+            # PyTorch): the order goes into the file by variable path.
+            config[_OPTIMIZER_ORDER] = [
+                variable.path for variable in optimizer._trainable_variables
+            ]
+        return config
+
     def compile_from_config(self, config):
         # keras-hub's tasks override `compile`, so Keras' own loading
         # skips it, and with it the optimizer's saved state. Their `compile`
         # takes the saved arguments as they are: a reloaded task resumes
-        # training with its optimizer, step count and moments.
+        # training with its optimizer, step count and moments, also on
+        # another backend than the one that saved it.
+        config = dict(config)
+        order = config.pop(_OPTIMIZER_ORDER, None)
+        config["optimizer"] = _public_optimizer_modules(config.get("optimizer"))
         self.compile(**keras.saving.deserialize_keras_object(config))
         if self.built:
-            self.optimizer.build(self.trainable_variables)
+            self.optimizer.build(
+                _in_saved_order(self.trainable_variables, order)
+            )
 
     def save_to_preset(self, preset_dir, max_shard_size=10):
         """Saves the task as a keras-hub preset, plus `addrop.json`.
@@ -312,6 +333,48 @@ class ADDropTask(ADDropTrainStep):
         # be tracked and reorder `model.weights`.
         swap_attention(self.backbone)
         return find_attention_calls(self.backbone)
+
+
+def _public_optimizer_modules(config):
+    """The optimizer's config, its classes named by `keras.optimizers`.
+
+    Keras 3.15 on PyTorch saves its optimizers under their PyTorch modules
+    (`keras.src.backend.torch.optimizers.torch_adam`), which another
+    backend would import as they are, and fail to train with; the public
+    name gives each backend its own class.
+    """
+    if isinstance(config, list):
+        return [_public_optimizer_modules(value) for value in config]
+    if not isinstance(config, dict):
+        return config
+    config = {
+        key: _public_optimizer_modules(value) for key, value in config.items()
+    }
+    module = config.get("module")
+    name = config.get("class_name")
+    if (
+        isinstance(module, str)
+        and module.startswith("keras.src.backend.")
+        and isinstance(name, str)
+        and hasattr(keras.optimizers, name)
+    ):
+        config.update(module="keras.optimizers", registered_name=None)
+    return config
+
+
+def _in_saved_order(variables, paths):
+    """`variables` in the order of the saved `paths` (None: as they are)."""
+    if paths is None:
+        return variables
+    by_path = {variable.path: variable for variable in variables}
+    if len(by_path) != len(variables) or sorted(by_path) != sorted(paths):
+        missing = sorted(set(paths) ^ set(by_path)) or ["a repeated path"]
+        raise ValueError(
+            "The saved optimizer state follows other trainable variables "
+            f"than this model's (first difference: {missing[0]!r}); load "
+            "the model with `compile=False` and compile it anew."
+        )
+    return [by_path[path] for path in paths]
 
 
 def _complete_backbone_config(preset_dir, backbone):

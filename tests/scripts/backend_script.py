@@ -4,8 +4,9 @@
 Usage: python backend_script.py FOLDER. Reads FOLDER/initial.weights.h5 and
 FOLDER/model.keras (written under TensorFlow), writes FOLDER/BACKEND.npz
 (GA attributions, keep masks, the loss, drop fraction and weights after one
-AD-DROP step, the reloaded `.keras` model's predictions) and
-FOLDER/BACKEND.keras (the model after the step).
+AD-DROP step, the reloaded `.keras` model's predictions, a tiny BART's Adam
+state after a step, by variable path), FOLDER/BACKEND.keras (the model
+after the step) and FOLDER/BACKEND_bart.keras (the BART after its step).
 """
 
 import os
@@ -20,6 +21,8 @@ import numpy as np  # noqa: E402
 
 import keras_addrop  # noqa: E402
 from tests.test_case import backend_pair_model  # noqa: E402
+from tests.test_case import seq2seq_batch  # noqa: E402
+from tests.test_case import tiny_bart_backbone  # noqa: E402
 from tests.test_case import tiny_batch  # noqa: E402
 
 folder = sys.argv[1]
@@ -54,4 +57,16 @@ for i, weight in enumerate(model.weights):
     results[f"weight_{i}"] = keras.ops.convert_to_numpy(weight)
 results["predictions"] = model.predict(x, verbose=0)
 model.save(os.path.join(folder, f"{name}.keras"))
+
+# Keras lists BART's variables in another order on PyTorch than on
+# TensorFlow and JAX; its saved Adam state must still reach the right ones.
+bart = keras_addrop.models.ADDropBartSeq2SeqLM(tiny_bart_backbone(), None)
+bart.compile(optimizer=keras.optimizers.Adam(1e-2))
+bart_x, bart_y, bart_weights = seq2seq_batch()
+bart.fit(bart_x, bart_y, sample_weight=bart_weights, epochs=1, verbose=0)
+for variable in bart.optimizer.variables:
+    results[f"bart_optimizer/{variable.path}"] = keras.ops.convert_to_numpy(
+        variable
+    )
+bart.save(os.path.join(folder, f"{name}_bart.keras"))
 np.savez(os.path.join(folder, f"{name}.npz"), **results)
