@@ -221,6 +221,37 @@ class ADDropSeq2SeqLMTest(TestCase):
         self.assertAllEqual(weights * ~source[:, None, None, :], 0 * weights)
         self.assertAllClose(weights.sum(-1), np.ones((4, 2, 6)))
 
+    def test_mixed_bfloat16_trains_and_attributes_as_float32(self):
+        keras.utils.set_random_seed(0)
+        options = dict(addrop_attention="all", addrop_layers="all")
+        reference, _ = tiny_seq2seq_lms(**options)
+        scaled_up_weights(reference, seed=2)
+        x, y, weights = seq2seq_batch()
+        full = compute_attribution(reference, x, sample_weight=weights)
+        try:
+            keras.mixed_precision.set_global_policy("mixed_bfloat16")
+            model, _ = tiny_seq2seq_lms(**options)
+            model.set_weights(reference.get_weights())
+            half = compute_attribution(model, x, sample_weight=weights)
+            model.compile(optimizer=keras.optimizers.Adam(1e-3))
+            history = model.fit(x, y, sample_weight=weights, verbose=0)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        self.assertEqual(model.compute_dtype, "bfloat16")
+        self.assertTrue(np.all(np.isfinite(history.history["loss"])))
+        self.assertGreater(history.history["addrop_drop_fraction"][0], 0.0)
+        # Two layers of each kind, in the order encoder, decoder, cross.
+        # Within a few percent of float32 over the visible pairs (bfloat16
+        # keeps 8 bits; a cross-attention row's attributions are often
+        # closer to each other than that, so its top key may differ).
+        for index, (a, b) in enumerate(zip(half, full, strict=True)):
+            a, b = to_numpy(a, "float32"), to_numpy(b)
+            self.assertTrue(np.all(np.isfinite(a)))
+            visible = visible_pairs(x, KINDS[index // 2])[:, None]
+            visible = np.broadcast_to(visible, a.shape)
+            error = np.abs(a - b)[visible].max() / np.abs(b[visible]).max()
+            self.assertLess(error, 0.15, msg=KINDS[index // 2])
+
     def test_lora_trains_only_the_adapters(self):
         keras.utils.set_random_seed(0)
         backbone = tiny_bart_backbone()
