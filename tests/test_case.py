@@ -283,6 +283,28 @@ def scaled_up_weights(model, seed=0):
     return model
 
 
+def bfloat16_run(make_model, x, y, weights):
+    """`make_model()` with scaled-up weights: its float32 attributions, and
+    the same weights built under `mixed_bfloat16`, its attributions and the
+    history of one epoch under it. Returns `(model, full, half, history)`,
+    `model` the bfloat16 one."""
+    from keras_addrop.attribution import compute_attribution
+
+    keras.utils.set_random_seed(0)
+    reference = scaled_up_weights(make_model(), seed=2)
+    full = compute_attribution(reference, x, sample_weight=weights)
+    try:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        model = make_model()
+        model.set_weights(reference.get_weights())
+        half = compute_attribution(model, x, sample_weight=weights)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3))
+        history = model.fit(x, y, sample_weight=weights, verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    return model, full, half, history
+
+
 def output_difference(model, x, entries, index, position, read, epsilon=1e-2):
     """The central finite difference of `read(outputs)` (a float of the
     model's outputs as NumPy) in the attention weight at

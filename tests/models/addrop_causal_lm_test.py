@@ -14,6 +14,7 @@ from keras_addrop.models import ADDropCausalLM
 from keras_addrop.models.prompt_response import prompt_response_samples
 from tests.test_case import DECODER_FAMILIES
 from tests.test_case import TestCase
+from tests.test_case import bfloat16_run
 from tests.test_case import causal_batch
 from tests.test_case import output_difference
 from tests.test_case import scaled_up_weights
@@ -360,20 +361,11 @@ class CausalLMPresetsTest(TestCase):
         self.assertEqual(restored.addrop_layers, "all")
 
     def test_mixed_bfloat16_trains_and_ranks_as_float32(self):
-        keras.utils.set_random_seed(0)
-        reference, _ = tiny_causal_lms("llama", addrop_layers="all")
-        scaled_up_weights(reference, seed=2)
         x, y, weights = causal_batch(batch_size=4)
-        full = compute_attribution(reference, x, sample_weight=weights)
-        try:
-            keras.mixed_precision.set_global_policy("mixed_bfloat16")
-            model, _ = tiny_causal_lms("llama", addrop_layers="all")
-            model.set_weights(reference.get_weights())
-            half = compute_attribution(model, x, sample_weight=weights)
-            model.compile(optimizer=keras.optimizers.Adam(1e-3))
-            history = model.fit(x, y, sample_weight=weights, verbose=0)
-        finally:
-            keras.mixed_precision.set_global_policy("float32")
+        model, full, half, history = bfloat16_run(
+            lambda: tiny_causal_lms("llama", addrop_layers="all")[0],
+            x, y, weights,
+        )  # fmt: skip
         self.assertEqual(model.compute_dtype, "bfloat16")
         self.assertTrue(np.all(np.isfinite(history.history["loss"])))
         self.assertGreater(history.history["addrop_drop_fraction"][0], 0.0)

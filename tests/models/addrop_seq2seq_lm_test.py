@@ -11,6 +11,7 @@ from keras_addrop.layers import addrop_scope
 from keras_addrop.layers.addrop_attention import CapturedAttention
 from keras_addrop.models import ADDropSeq2SeqLM
 from tests.test_case import TestCase
+from tests.test_case import bfloat16_run
 from tests.test_case import output_difference
 from tests.test_case import scaled_up_weights
 from tests.test_case import seq2seq_batch
@@ -222,21 +223,13 @@ class ADDropSeq2SeqLMTest(TestCase):
         self.assertAllClose(weights.sum(-1), np.ones((4, 2, 6)))
 
     def test_mixed_bfloat16_trains_and_attributes_as_float32(self):
-        keras.utils.set_random_seed(0)
-        options = dict(addrop_attention="all", addrop_layers="all")
-        reference, _ = tiny_seq2seq_lms(**options)
-        scaled_up_weights(reference, seed=2)
         x, y, weights = seq2seq_batch()
-        full = compute_attribution(reference, x, sample_weight=weights)
-        try:
-            keras.mixed_precision.set_global_policy("mixed_bfloat16")
-            model, _ = tiny_seq2seq_lms(**options)
-            model.set_weights(reference.get_weights())
-            half = compute_attribution(model, x, sample_weight=weights)
-            model.compile(optimizer=keras.optimizers.Adam(1e-3))
-            history = model.fit(x, y, sample_weight=weights, verbose=0)
-        finally:
-            keras.mixed_precision.set_global_policy("float32")
+        model, full, half, history = bfloat16_run(
+            lambda: tiny_seq2seq_lms(
+                addrop_attention="all", addrop_layers="all"
+            )[0],
+            x, y, weights,
+        )  # fmt: skip
         self.assertEqual(model.compute_dtype, "bfloat16")
         self.assertTrue(np.all(np.isfinite(history.history["loss"])))
         self.assertGreater(history.history["addrop_drop_fraction"][0], 0.0)
