@@ -363,17 +363,17 @@ def _public_optimizer_modules(config):
 
 
 def _in_saved_order(variables, paths):
-    """`variables` in the order of the saved `paths` (None: as they are)."""
-    if paths is None:
-        return variables
+    """`variables` in the order of the saved `paths`; as they are where
+    the file has no order or saved other variables (a LoRA model's adapters,
+    merged into the kernels when it was saved: Keras then skips the
+    optimizer's state, with a warning, as the counts differ)."""
     by_path = {variable.path: variable for variable in variables}
-    if len(by_path) != len(variables) or sorted(by_path) != sorted(paths):
-        missing = sorted(set(paths) ^ set(by_path)) or ["a repeated path"]
-        raise ValueError(
-            "The saved optimizer state follows other trainable variables "
-            f"than this model's (first difference: {missing[0]!r}); load "
-            "the model with `compile=False` and compile it anew."
-        )
+    if (
+        paths is None
+        or len(by_path) != len(variables)
+        or sorted(by_path) != sorted(paths)
+    ):
+        return variables
     return [by_path[path] for path in paths]
 
 
